@@ -1,0 +1,370 @@
+"""The block tree over the committed state, with Streamlet finality.
+
+Final blocks live in the KV store; non-final blocks live in memory as `BlockNode`s, each with the
+state layer it produced, and are also persisted under `pending/` so a restart can rebuild the tree.
+When a block becomes final, it and its non-final ancestors are written with their state diffs, tx
+index, votes and the new head in ONE atomic batch; branches that do not extend it are dropped.
+"""
+from dataclasses import dataclass, field
+
+import msgpack
+
+from core import codec, types
+from core.errors import InvalidBlock, InvalidVote, InvariantBroken
+from core.genesis import Genesis
+from core.types import Block, BlockHeader, Hash, Tx, Vote
+from consensus.quorum import notarization_quorum
+from state import schema, transition
+from state.kv import KVStore
+from state.view import Layer
+
+
+@dataclass(eq=False)
+class BlockNode:
+    header: BlockHeader
+    id: Hash
+    block: Block | None  # None for the committed final head (its txs are in the store)
+    layer: Layer
+    parent: "BlockNode | None"
+    votes: dict = field(default_factory=dict)  # voter -> Vote
+    notarized: bool = False
+    final: bool = False
+    children: list = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def slot(self) -> int:
+        return self.header.slot
+
+
+class VerifiedCache:
+    """Ids of (tx, public key) pairs whose signature was already verified on this node, so that
+    block production and import never verify again what the mempool verified. Bounded, FIFO."""
+
+    def __init__(self, capacity: int = 1_000_000):
+        self._seen: dict[bytes, None] = {}
+        self._capacity = capacity
+
+    def add(self, tx: Tx, public_key: bytes) -> None:
+        self._seen[tx.id + public_key] = None
+        if len(self._seen) > self._capacity:
+            for k in list(self._seen)[: self._capacity // 10]:
+                del self._seen[k]
+
+    def verify(self, tx: Tx, public_key: bytes) -> bool:
+        if tx.id + public_key in self._seen:
+            return True
+        if tx.verify(public_key):
+            self.add(tx, public_key)
+            return True
+        return False
+
+
+class Chain:
+    """Block tree + finality. All methods are synchronous and do no network I/O; time comes in as
+    arguments."""
+
+    def __init__(self, kv: KVStore, genesis: Genesis, rules=None):
+        self.kv = kv
+        self.genesis = genesis
+        self.rules = rules
+        self.verified = VerifiedCache()
+        self.nodes: dict[Hash, BlockNode] = {}
+        self.tx_blocks: dict[Hash, BlockNode] = {}  # tx id -> non-final block holding it
+        self.evidence: list[dict] = []
+        self._open_store()
+
+    # ------------------------------------------------------------------ start-up and recovery
+    def _open_store(self) -> None:
+        stored = self.kv.get(schema.GENESIS_HASH)
+        if stored is None:
+            self._write_genesis()
+        elif stored != self.genesis.hash:
+            raise InvariantBroken("the data directory holds a different chain (genesis hash differs);"
+                                  " use another --data-dir or the matching genesis file")
+        head = msgpack.unpackb(self.kv.get(schema.FINAL_HEAD))
+        header = BlockHeader.from_list(head[0]) if head[0][2] > 0 else transition.genesis_header(self.genesis)
+        if header.id != head[1]:
+            raise InvariantBroken("store check failed: final head record does not match its header")
+        if header.height > 0 and self.kv.get(schema.block_key(header.id)) is None:
+            raise InvariantBroken(f"store check failed: final block {header.height} is missing")
+        self.final = BlockNode(header, header.id, None, Layer(None, self.kv), None,
+                               notarized=True, final=True)
+        self.nodes = {self.final.id: self.final}
+        self._reload_pending()
+
+    def _write_genesis(self) -> None:
+        header = transition.genesis_header(self.genesis)
+        puts = dict(transition.genesis_writes(self.genesis))
+        puts[schema.GENESIS_HASH] = self.genesis.hash
+        puts[schema.FINAL_HEAD] = codec.pack_flat([header.to_list(), header.id])
+        puts[schema.final_at_height_key(0)] = header.id
+        self.kv.write(puts)
+
+    def _reload_pending(self) -> None:
+        """Re-import the non-final blocks persisted before a restart (in height order)."""
+        stale = set()
+        for key, raw in list(self.kv.scan(schema.PENDING_BLOCK)):
+            try:
+                block = Block.decode(raw)
+                self.add_block(block, now_slot=None, persist=False)
+            except InvalidBlock:
+                stale.add(key)
+        for node in list(self.nodes.values()):
+            raw = self.kv.get(schema.votes_key(node.id))
+            if raw is not None and not node.final:
+                for v in msgpack.unpackb(raw):
+                    try:
+                        self.add_vote(Vote.from_list(v), persist=False)
+                    except InvalidVote:
+                        pass
+        if stale:
+            self.kv.write({}, stale)
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def final_height(self) -> int:
+        return self.final.height
+
+    def head(self) -> BlockNode:
+        """Fork choice: the tip of the longest notarized chain (ties: lower slot, then lower id)."""
+        best = self.final
+        for node in self.nodes.values():
+            if node.notarized and (node.height, -node.slot, node.id) > (best.height, -best.slot, best.id):
+                best = node
+        return best
+
+    def tip(self) -> BlockNode:
+        """The newest block on the head's branch, notarized or not (what the API shows as head)."""
+        node = self.head()
+        while True:
+            kids = [c for c in node.children]
+            if not kids:
+                return node
+            node = min(kids, key=lambda c: (c.slot, c.id))
+
+    def schedule(self) -> list[str]:
+        return [p.name for p in self.genesis.producers]
+
+    def producer_for_slot(self, slot: int) -> str:
+        sched = self.schedule()
+        return sched[slot % len(sched)]
+
+    def producer_key(self, name: str) -> bytes | None:
+        rec = transition.get_producer(self.final.layer, name)
+        return None if rec is None else rec.node_key
+
+    def tx_status(self, tx_id: Hash) -> tuple[str, int | None, int | None]:
+        node = self.tx_blocks.get(tx_id)
+        if node is not None:
+            idx = next(i for i, t in enumerate(node.block.txs) if t.id == tx_id)
+            return "included", node.height, idx
+        loc = transition.get_tx_location(self.final.layer, tx_id)
+        if loc is not None:
+            return "final", loc[0], loc[1]
+        return "unknown", None, None
+
+    def final_block_bytes(self, height: int) -> bytes | None:
+        block_id = self.kv.get(schema.final_at_height_key(height))
+        return None if block_id is None else self.kv.get(schema.block_key(block_id))
+
+    def final_block_votes(self, block_id: bytes) -> list:
+        raw = self.kv.get(schema.votes_key(block_id))
+        return [] if raw is None else msgpack.unpackb(raw)
+
+    # ------------------------------------------------------------------ blocks
+    def check_header(self, header: BlockHeader, now_slot: int | None) -> BlockNode:
+        """Consensus checks of a header against its parent and the schedule; returns the parent."""
+        g = self.genesis
+        if header.chain_id != g.chain_id:
+            raise InvalidBlock("wrong_chain", f"block is for chain {header.chain_id!r}")
+        parent = self.nodes.get(header.prev_id)
+        if parent is None:
+            if header.height <= self.final_height:
+                raise InvalidBlock("stale_block", f"height {header.height} is at or below the final height")
+            raise InvalidBlock("unknown_parent", "parent block is unknown (sync needed)", status=409)
+        if header.height != parent.height + 1 or header.slot <= parent.slot:
+            raise InvalidBlock("bad_height_or_slot", "height must be parent+1 and slot must increase")
+        if now_slot is not None and header.slot > now_slot + 1:
+            raise InvalidBlock("future_block", f"slot {header.slot} is ahead of now ({now_slot})")
+        if header.timestamp_ms != g.slot_start_ms(header.slot):
+            raise InvalidBlock("bad_timestamp", "timestamp must be the start of the block's slot")
+        if header.producer != self.producer_for_slot(header.slot):
+            raise InvalidBlock("wrong_producer", f"{header.producer} is not scheduled for slot {header.slot}")
+        if header.final_height < parent.header.final_height or header.final_height >= header.height:
+            raise InvalidBlock("bad_final_height", "final_height must not decrease")
+        return parent
+
+    def add_block(self, block: Block, now_slot: int | None, persist: bool = True) -> BlockNode:
+        """Validate and attach a block; idempotent for a block already known."""
+        known = self.nodes.get(block.id)
+        if known is not None:
+            return known
+        header = block.header
+        parent = self.check_header(header, now_slot)
+        key = self.producer_key(header.producer)
+        if key is None or not block.verify_signature(key):
+            raise InvalidBlock("bad_signature", "block is not signed by its producer's key")
+        for sibling in parent.children + self._same_slot(header):
+            if sibling.header.producer == header.producer and sibling.slot == header.slot:
+                self._record_evidence("double_proposal", header.producer, header.slot,
+                                      [sibling.id.hex(), block.id.hex()])
+        layer = transition.apply_block(parent.layer, parent.header.state_root, self.genesis, block,
+                                       self.verified.verify, self.rules)
+        node = BlockNode(header, block.id, block, layer, parent)
+        if persist:
+            self.kv.write({schema.pending_block_key(header.height, block.id): block.encode()})
+        parent.children.append(node)
+        self.nodes[block.id] = node
+        for tx in block.txs:
+            self.tx_blocks[tx.id] = node
+        return node
+
+    def _same_slot(self, header: BlockHeader) -> list[BlockNode]:
+        return [n for n in self.nodes.values() if n.slot == header.slot and not n.final]
+
+    def _record_evidence(self, kind: str, who: str, slot: int, ids: list[str]) -> None:
+        self.evidence.append({"kind": kind, "producer": who, "slot": slot, "ids": ids})
+
+    def build_block(self, key, producer: str, slot: int, candidates: list[Tx]) -> tuple[Block, list[tuple[Tx, Exception]]]:
+        """Produce a block for `slot` on the head: apply candidates in order, skipping invalid ones.
+        Returns the block (not yet added) and the rejected txs with their errors."""
+        parent = self.head()
+        header_ctx = BlockHeader(self.genesis.chain_id, parent.height + 1, parent.id, slot,
+                                 self.genesis.slot_start_ms(slot), producer, types.ZERO_HASH,
+                                 types.ZERO_HASH, self.final_height)
+        ctx = transition.block_context(self.genesis, header_ctx)
+        layer = Layer(parent.layer)
+        included, rejected = [], []
+        for tx in candidates:
+            if len(included) >= self.genesis.params.max_block_txs:
+                break
+            try:
+                transition.apply_tx(layer, tx, ctx, len(included), self.verified.verify, self.rules)
+                included.append(tx)
+            except types.InvalidTx as e:
+                rejected.append((tx, e))
+        root = transition.compute_state_root(parent.header.state_root, layer.writes)
+        header = BlockHeader(header_ctx.chain_id, header_ctx.height, parent.id, slot,
+                             header_ctx.timestamp_ms, producer,
+                             types.merkle_root([t.id for t in included]), types.Hash(root),
+                             self.final_height)
+        return Block.create(key, header, tuple(included)), rejected
+
+    # ------------------------------------------------------------------ votes and finality
+    def should_vote(self, node: BlockNode, last_vote_slot: int) -> bool:
+        """Streamlet: vote for the first valid block of a slot that extends a longest notarized chain."""
+        if node.slot <= last_vote_slot or node.block is None:
+            return False
+        return node.parent.notarized and node.parent.height >= self.head().height
+
+    def add_vote(self, vote: Vote, persist: bool = True) -> list[BlockNode]:
+        """Record a vote; returns the blocks that became final because of it (oldest first)."""
+        if vote.chain_id != self.genesis.chain_id:
+            raise InvalidVote("wrong_chain", "vote is for another chain")
+        if vote.voter not in self.schedule():
+            raise InvalidVote("not_producer", f"{vote.voter} is not a scheduled producer")
+        key = self.producer_key(vote.voter)
+        if key is None or not vote.verify(key):
+            raise InvalidVote("bad_signature", "vote is not signed by the producer's key")
+        node = self.nodes.get(vote.block_id)
+        if node is None:
+            if vote.height <= self.final_height:
+                return []
+            raise InvalidVote("unknown_block", "vote for an unknown block", status=409)
+        if node.header.height != vote.height or node.slot != vote.slot:
+            raise InvalidVote("malformed", "vote height/slot do not match the block")
+        for other in self._same_slot(node.header):
+            prior = other.votes.get(vote.voter)
+            if other is not node and prior is not None:
+                self._record_evidence("double_vote", vote.voter, vote.slot,
+                                      [other.id.hex(), node.id.hex()])
+        if vote.voter in node.votes:
+            return []
+        node.votes[vote.voter] = vote
+        if persist:
+            self.kv.write({schema.votes_key(node.id): codec.pack_flat(
+                [v.to_list() for v in node.votes.values()])})
+        if not node.notarized and len(node.votes) >= notarization_quorum(len(self.schedule())):
+            node.notarized = True
+            return self._finalize_from(node)
+        return []
+
+    def _finalize_from(self, node: BlockNode) -> list[BlockNode]:
+        """Streamlet finality: a notarized chain b0 <- b1 <- b2 with consecutive slots finalizes b1.
+        The newly notarized `node` can be b0, b1 or b2 of such a triple."""
+        best = None
+        for b2 in [node] + self._notarized_descendants(node, 2):
+            b1 = b2.parent
+            b0 = b1.parent if b1 is not None else None
+            if (b0 is not None and b1.notarized and b0.notarized and b2.notarized
+                    and b1.slot == b0.slot + 1 and b2.slot == b1.slot + 1 and not b1.final):
+                if best is None or b1.height > best.height:
+                    best = b1
+        return [] if best is None else self._commit(best)
+
+    def _notarized_descendants(self, node: BlockNode, depth: int) -> list[BlockNode]:
+        out, frontier = [], [node]
+        for _ in range(depth):
+            frontier = [c for n in frontier for c in n.children if c.notarized]
+            out.extend(frontier)
+        return out
+
+    def _commit(self, target: BlockNode) -> list[BlockNode]:
+        """Write target and its non-final ancestors to the store in one atomic batch."""
+        path = []
+        n = target
+        while not n.final:
+            path.append(n)
+            n = n.parent
+        if n is not self.final:
+            raise InvariantBroken("a block to finalize does not extend the final block")
+        path.reverse()
+        puts: dict[bytes, bytes] = {}
+        deletes: set[bytes] = set()
+        for b in path:
+            for k, v in b.layer.writes.items():
+                if v is None:
+                    deletes.add(k)
+                    puts.pop(k, None)
+                else:
+                    puts[k] = v
+                    deletes.discard(k)
+            puts[schema.block_key(b.id)] = b.block.encode()
+            puts[schema.final_at_height_key(b.height)] = b.id
+            puts[schema.votes_key(b.id)] = codec.pack_flat([v.to_list() for v in b.votes.values()])
+        puts[schema.FINAL_HEAD] = codec.pack_flat([target.header.to_list(), target.id])
+        keep = self._descendants(target)
+        for node in self.nodes.values():
+            if node is not self.final and (node in path or node not in keep):
+                deletes.add(schema.pending_block_key(node.height, node.id))
+            if node not in keep and node not in path and node is not self.final:
+                deletes.add(schema.votes_key(node.id))
+        self.kv.write(puts, deletes)
+        # the store now holds target's state: make target's layer the base and drop the rest
+        for b in path:
+            b.final = True
+            for tx in b.block.txs:
+                self.tx_blocks.pop(tx.id, None)
+        for node in list(self.nodes.values()):
+            if node not in keep and node is not target:
+                if node.block is not None:
+                    for tx in node.block.txs:
+                        if self.tx_blocks.get(tx.id) is node:
+                            del self.tx_blocks[tx.id]
+                del self.nodes[node.id]
+        target.layer.writes = {}
+        target.layer.parent = None
+        target.parent = None
+        self.final = target
+        return path
+
+    def _descendants(self, node: BlockNode) -> set:
+        out, frontier = set(), [node]
+        while frontier:
+            frontier = [c for n in frontier for c in n.children]
+            out.update(frontier)
+        return out

@@ -1,0 +1,100 @@
+"""Chain parameters and the genesis description (genesis.json) as frozen objects.
+
+Three layers of settings: protocol constants live in code (core.types), chain parameters come from
+genesis.json into `ChainParams`, node settings (ports, data dir, peers, keys) are the node's own.
+"""
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from core import codec
+from core.types import CHAIN_ID_RE, is_name
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_GENESIS = ROOT / "genesis.json"
+DEFAULT_DEV_KEYS = ROOT / "dev-keys.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainParams:
+    block_interval_ms: int = 500
+    producer_count: int = 21
+    max_block_txs: int = 5000
+    max_tx_expiry_ms: int = 3_600_000
+    max_producer_approvals: int = 30
+    unstake_delay_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    name: str
+    public_key: bytes
+    balance: int
+    stake: int
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    name: str
+    node_key: bytes
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    chain_id: str
+    genesis_time_ms: int
+    params: ChainParams
+    members: tuple[Member, ...]
+    producers: tuple[Producer, ...]
+
+    @property
+    def hash(self) -> bytes:
+        return codec.sha256(codec.pack(self.to_json()))
+
+    def slot_at(self, now_ms: int) -> int:
+        return max(0, (now_ms - self.genesis_time_ms) // self.params.block_interval_ms)
+
+    def slot_start_ms(self, slot: int) -> int:
+        return self.genesis_time_ms + slot * self.params.block_interval_ms
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Genesis":
+        try:
+            known = {f.name for f in fields(ChainParams)}
+            unknown = set(doc.get("params", {})) - known
+            if unknown:
+                raise ValueError(f"unknown parameters {sorted(unknown)}")
+            params = ChainParams(**{k: int(v) for k, v in doc.get("params", {}).items()})
+            members = tuple(Member(m["name"], bytes.fromhex(m["public_key"]), int(m["balance"]),
+                                   int(m.get("stake", 0))) for m in doc["members"])
+            producers = tuple(Producer(p["name"], bytes.fromhex(p["node_key"]), p.get("url", ""))
+                              for p in doc["producers"])
+            g = cls(doc["chain_id"], int(doc["genesis_time_ms"]), params, members, producers)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"invalid genesis: {e}") from None
+        if not CHAIN_ID_RE.fullmatch(g.chain_id):
+            raise ValueError("invalid genesis: chain_id")
+        names = [m.name for m in members]
+        if len(set(names)) != len(names) or not all(is_name(n) for n in names):
+            raise ValueError("invalid genesis: member names must be unique account names")
+        if not producers or any(p.name not in names for p in producers):
+            raise ValueError("invalid genesis: producers must be founding members (at least one)")
+        if any(len(m.public_key) != 32 for m in members) or any(len(p.node_key) != 32 for p in producers):
+            raise ValueError("invalid genesis: keys are 32 bytes")
+        return g
+
+    def to_json(self) -> dict:
+        return {
+            "chain_id": self.chain_id, "genesis_time_ms": self.genesis_time_ms,
+            "params": {f.name: getattr(self.params, f.name) for f in fields(ChainParams)},
+            "members": [{"name": m.name, "public_key": m.public_key.hex(), "balance": m.balance,
+                         "stake": m.stake} for m in self.members],
+            "producers": [{"name": p.name, "node_key": p.node_key.hex(), "url": p.url}
+                          for p in self.producers],
+        }
+
+
+def load_genesis(path: Path | str | None = None) -> Genesis:
+    path = Path(path) if path else DEFAULT_GENESIS
+    return Genesis.from_json(json.loads(path.read_text()))

@@ -1,0 +1,226 @@
+"""The wallet-facing HTTP API (`/v1/`), per docs/protocol.md.
+
+Every error is `{"error": {"code", "message"}}` with the status the protocol names; an unexpected
+exception becomes a 500 `internal_error` for that request only, never a crash of the node. Bodies
+are read with a size cap before anything is decoded.
+"""
+import json
+import logging
+
+import msgpack
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from core import codec, types
+from core.errors import Malformed, ProtocolError
+from core.types import Tx
+from node.service import NodeService
+from state import records, schema, transition
+
+log = logging.getLogger("api")
+MAX_BATCH_TXS = 2000
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+MAX_JSON_TX_BYTES = 2 * types.MAX_TX_BYTES + 64
+MAX_WAIT_S = 120.0
+
+
+def json_response(body, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status_code=status,
+                    media_type="application/json")
+
+
+def error_response(code: str, message: str, status: int) -> Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+class NotFound(ProtocolError):
+    status = 404
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or 413 `too_large` as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Malformed("too_large", f"body of {declared} bytes > limit {limit}", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Malformed("too_large", f"body > limit {limit} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_submitted_tx(body: bytes, content_type: str) -> Tx:
+    if content_type.startswith("application/json"):
+        try:
+            doc = json.loads(body)
+            raw = bytes.fromhex(doc["tx"])
+        except (ValueError, KeyError, TypeError):
+            raise Malformed("malformed", 'a JSON submission is {"tx": "<hex of the signed tx>"}') from None
+        return Tx.decode(raw)
+    return Tx.decode(body)
+
+
+def parse_wait(request: Request) -> tuple[str | None, float]:
+    wait = request.query_params.get("wait")
+    if wait in (None, "", "none"):
+        return None, 0.0
+    if wait not in ("included", "final"):
+        raise Malformed("bad_query", "wait is one of none, included, final")
+    try:
+        timeout = min(float(request.query_params.get("timeout", "30")), MAX_WAIT_S)
+    except ValueError:
+        raise Malformed("bad_query", "timeout is a number of seconds") from None
+    return wait, max(0.0, timeout)
+
+
+def create_app(service: NodeService) -> FastAPI:
+    app = FastAPI(title="community-chain node", version="1", docs_url="/docs", redoc_url=None)
+    app.state.service = service
+
+    @app.on_event("startup")
+    async def _start():
+        service.start()
+
+    @app.on_event("shutdown")
+    async def _stop():
+        await service.stop()
+
+    @app.exception_handler(ProtocolError)
+    async def _protocol_error(request, exc: ProtocolError):
+        return error_response(exc.code, exc.message, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc):
+        return error_response("malformed", "invalid request parameters", 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(code, str(exc.detail), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc):
+        log.exception("unexpected error on %s", request.url.path)
+        return error_response("internal_error", "the node failed on this request", 500)
+
+    @app.post("/v1/transactions")
+    async def submit(request: Request):
+        wait, timeout = parse_wait(request)
+        body = await read_body(request, MAX_JSON_TX_BYTES)
+        tx = decode_submitted_tx(body, request.headers.get("content-type", ""))
+        service.submit(tx)
+        if wait is None:
+            return json_response({"id": tx.id.hex(), "status": "pending"}, 202)
+        result = await service.wait_for(tx.id, wait, timeout)
+        reached = result["status"] in ("final", "rejected") or (wait == "included" and result["status"] == "included")
+        return json_response(result, 200 if reached else 202)
+
+    @app.post("/v1/transactions/batch")
+    async def submit_batch(request: Request):
+        body = await read_body(request, MAX_BATCH_BYTES)
+        try:
+            items = msgpack.unpackb(body)
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            raise Malformed("malformed", "a batch is a msgpack array of signed-tx byte strings") from None
+        if type(items) is not list or not all(type(i) is bytes for i in items):
+            raise Malformed("malformed", "a batch is a msgpack array of signed-tx byte strings")
+        if len(items) > MAX_BATCH_TXS:
+            raise Malformed("too_large", f"at most {MAX_BATCH_TXS} txs per batch", status=413)
+        results, accepted = [], 0
+        for raw in items:
+            tx_id = codec.sha256(raw).hex()
+            try:
+                tx = Tx.decode(raw)
+                service.submit(tx)
+                results.append({"id": tx_id, "status": "pending"})
+                accepted += 1
+            except ProtocolError as e:
+                results.append({"id": tx_id, "error": {"code": e.code, "message": e.message}})
+        return json_response({"accepted": accepted, "results": results})
+
+    @app.get("/v1/transactions/{tx_id}")
+    async def get_tx(tx_id: str):
+        try:
+            raw_id = bytes.fromhex(tx_id)
+        except ValueError:
+            raise Malformed("malformed", "a tx id is 64 hex digits") from None
+        if len(raw_id) != 32:
+            raise Malformed("malformed", "a tx id is 64 hex digits")
+        result = service.tx_status(raw_id)
+        if result["status"] == "unknown":
+            raise NotFound("unknown_tx", "this node has never seen the tx")
+        return json_response(result)
+
+    @app.get("/v1/accounts/{name}")
+    async def get_account(name: str):
+        acct = transition.get_account(service.chain.tip().layer, name) if types.is_name(name) else None
+        if acct is None:
+            raise NotFound("unknown_account", f"{name} is not a member")
+        return json_response(acct.to_json(name))
+
+    @app.get("/v1/posts/{author}/{permlink}")
+    async def get_post(author: str, permlink: str):
+        ref = types.parse_post_ref(f"{author}/{permlink}")
+        post = transition.get_post(service.chain.tip().layer, *ref) if ref else None
+        if post is None:
+            raise NotFound("unknown_post", f"{author}/{permlink} does not exist")
+        return json_response(post.to_json())
+
+    @app.get("/v1/blocks/{ref}")
+    async def get_block(ref: str):
+        return json_response(block_json(service, ref))
+
+    @app.get("/v1/producers")
+    async def get_producers():
+        layer = service.chain.final.layer
+        producers = [records.decode(records.ProducerRecord, v).to_json(k[len(schema.PRODUCER):].decode())
+                     for k, v in layer.scan(schema.PRODUCER)]
+        return json_response({"schedule": service.chain.schedule(), "producers": producers,
+                              "evidence": service.chain.evidence})
+
+    @app.get("/v1/status")
+    async def get_status():
+        return json_response(service.status())
+
+    @app.get("/v1/params")
+    async def get_params():
+        return json_response(service.genesis.to_json()["params"])
+
+    return app
+
+
+def block_json(service: NodeService, ref: str) -> dict:
+    chain = service.chain
+    if ref == "head":
+        node = chain.tip()
+    elif ref == "final":
+        node = chain.final
+    elif ref.isdigit() and len(ref) < 19:
+        node = None
+        n = chain.tip()
+        while n is not None and n.height > int(ref) and not n.final:
+            n = n.parent
+        if n is not None and n.height == int(ref) and not n.final:
+            node = n
+    else:
+        raise Malformed("malformed", "a block reference is a height, head or final")
+    if node is not None and not node.final:
+        return {"id": node.id.hex(), "header": node.header.to_json(), "final": False,
+                "signature": node.block.signature.hex(), "txs": [t.to_json() for t in node.block.txs],
+                "votes": [v.to_json() for v in node.votes.values()]}
+    height = node.height if node is not None else int(ref)
+    if height == 0:
+        header = transition.genesis_header(service.genesis)
+        return {"id": header.id.hex(), "header": header.to_json(), "final": True, "signature": None,
+                "txs": [], "votes": []}
+    raw = chain.final_block_bytes(height)
+    if raw is None:
+        raise NotFound("unknown_block", f"no block at height {ref}")
+    block = types.Block.decode(raw)
+    votes = [types.Vote.from_list(v).to_json() for v in chain.final_block_votes(block.id)]
+    return {"id": block.id.hex(), "header": block.header.to_json(), "final": True,
+            "signature": block.signature.hex(), "txs": [t.to_json() for t in block.txs], "votes": votes}

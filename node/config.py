@@ -1,0 +1,67 @@
+"""Node settings: one TOML file plus command-line overrides.
+
+These are the operator's settings (ports, data dir, keys, peers); chain parameters come from the
+genesis file and protocol constants from code.
+"""
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from core.crypto import Keypair
+from core.genesis import DEFAULT_GENESIS
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    data_dir: str = "./data"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    genesis: str = str(DEFAULT_GENESIS)
+    key_file: str = ""  # producer key; empty = full node (no producing, no voting)
+    peers: tuple = ()  # peer base URLs
+    mempool_max_txs: int = 100_000
+    mempool_max_bytes: int = 64 * 1024 * 1024
+    log_level: str = "info"
+    extra: dict = field(default_factory=dict)
+
+
+def load_config(path: str | None = None, **overrides) -> NodeConfig:
+    """Read a TOML config (if given) and apply non-None overrides; unknown keys are an error."""
+    values = {}
+    if path:
+        doc = tomllib.loads(Path(path).read_text())
+        values.update(doc.get("node", doc))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(NodeConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+    if "peers" in values:
+        values["peers"] = tuple(values["peers"])
+    return replace(NodeConfig(), **values)
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    name: str
+    key: Keypair
+
+
+def write_key_file(path: str | Path, name: str, key: Keypair) -> None:
+    """Write a key file readable by its owner only (0600), never world-readable even briefly."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"name": name, "seed": key.seed.hex(), "public_key": key.public_key.hex()}, f, indent=2)
+    os.chmod(path, 0o600)
+
+
+def read_key_file(path: str | Path) -> KeyFile:
+    doc = json.loads(Path(path).read_text())
+    key = Keypair(bytes.fromhex(doc["seed"]))
+    if "public_key" in doc and doc["public_key"] != key.public_key.hex():
+        raise ValueError(f"{path}: public_key does not match the seed")
+    return KeyFile(doc["name"], key)

@@ -1,0 +1,211 @@
+"""The node service: wires the store, the chain, the mempool and the block producer, on one asyncio
+loop, and keeps what wallets wait for (tx status, `wait=final`).
+
+Crash safety: the producer persists the slot it produced and the slot it voted in (synced writes)
+before anything leaves the process, so a restarted producer never signs twice in a slot.
+"""
+import asyncio
+import logging
+import os
+import time
+from collections import OrderedDict
+
+import msgpack
+
+from consensus.chain import Chain
+from core import codec
+from core.errors import InvalidBlock, InvalidTx, ProtocolError
+from core.genesis import load_genesis
+from core.types import Tx, Vote
+from node.config import NodeConfig, read_key_file
+from node.mempool import Mempool
+from node.store import LevelDBStore
+from state import schema, transition
+from state.view import Layer
+
+log = logging.getLogger("node")
+REJECTED_MEMORY = 100_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class NodeService:
+    def __init__(self, config: NodeConfig, kv=None):
+        self.config = config
+        self.genesis = load_genesis(config.genesis)
+        if kv is None:
+            os.makedirs(config.data_dir, exist_ok=True)
+            kv = LevelDBStore(os.path.join(config.data_dir, "chain.ldb"))
+        self.kv = kv
+        self.chain = Chain(self.kv, self.genesis)
+        self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
+        self.rejected: OrderedDict[bytes, ProtocolError] = OrderedDict()
+        self.waiters: dict[bytes, list[tuple[str, asyncio.Future]]] = {}
+        self.producer_name = None
+        self.producer_key = None
+        if config.key_file:
+            kf = read_key_file(config.key_file)
+            self.producer_name, self.producer_key = kf.name, kf.key
+        self.last_produced_slot = self._read_slot(schema.LAST_PRODUCED)
+        self.last_vote_slot = self._read_slot(schema.LAST_VOTE)
+        self._task: asyncio.Task | None = None
+        self.started_ms = now_ms()
+
+    # ------------------------------------------------------------------ persistence of own signing
+    def _read_slot(self, key: bytes) -> int:
+        raw = self.kv.get(key)
+        return -1 if raw is None else msgpack.unpackb(raw)
+
+    def _persist_slot(self, key: bytes, slot: int) -> None:
+        self.kv.write({key: codec.pack_flat(slot)})
+
+    # ------------------------------------------------------------------ admission
+    def submit(self, tx: Tx) -> None:
+        """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error."""
+        if tx.id in self.mempool:
+            raise InvalidTx("duplicate", "tx is already pending", status=409)
+        status, _, _ = self.chain.tx_status(tx.id)
+        if status != "unknown":
+            raise InvalidTx("duplicate", f"tx is already {status}", status=409)
+        head = self.chain.head()
+        now = now_ms()
+        slot = max(self.genesis.slot_at(now), head.slot + 1)
+        ctx = transition.BlockContext(self.genesis.chain_id, head.height + 1, slot, now,
+                                      self.genesis.params.max_tx_expiry_ms,
+                                      self.genesis.params.max_producer_approvals)
+        # a dry run against the head state: the same checks the block will make, thrown away
+        transition.apply_tx(Layer(self.chain.tip().layer), tx, ctx, 0, self.chain.verified.verify,
+                            self.chain.rules)
+        self.mempool.add(tx)
+        self.rejected.pop(tx.id, None)
+
+    def tx_status(self, tx_id: bytes) -> dict:
+        status, height, index = self.chain.tx_status(tx_id)
+        if status == "unknown":
+            if tx_id in self.mempool:
+                status = "pending"
+            elif tx_id in self.rejected:
+                err = self.rejected[tx_id]
+                return {"id": tx_id.hex(), "status": "rejected",
+                        "error": {"code": err.code, "message": err.message}}
+        out = {"id": tx_id.hex(), "status": status}
+        if height is not None:
+            out.update(height=height, index=index)
+        return out
+
+    async def wait_for(self, tx_id: bytes, until: str, timeout_s: float) -> dict:
+        """Wait until the tx is `until` (included|final) or rejected, or the timeout passes."""
+        reached = {"included": {"included", "final", "rejected"}, "final": {"final", "rejected"}}[until]
+        current = self.tx_status(tx_id)
+        if current["status"] in reached:
+            return current
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(tx_id, []).append((until, fut))
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            lst = self.waiters.get(tx_id, [])
+            if (until, fut) in lst:
+                lst.remove((until, fut))
+            if not lst:
+                self.waiters.pop(tx_id, None)
+        return self.tx_status(tx_id)
+
+    def _wake(self, tx_id: bytes, event: str) -> None:
+        for until, fut in self.waiters.get(tx_id, []):
+            if not fut.done() and (event != "included" or until == "included"):
+                fut.set_result(event)
+
+    def _reject(self, tx: Tx, err: ProtocolError) -> None:
+        self.mempool.remove([tx.id])
+        self.rejected[tx.id] = err
+        if len(self.rejected) > REJECTED_MEMORY:
+            self.rejected.popitem(last=False)
+        self._wake(tx.id, "rejected")
+
+    # ------------------------------------------------------------------ production and finality
+    def produce(self, slot: int) -> None:
+        """Produce, persist, vote for and apply our block for `slot` if we are its producer."""
+        if (self.producer_key is None or slot <= self.last_produced_slot
+                or self.chain.producer_for_slot(slot) != self.producer_name):
+            return
+        pending = set(self.chain.tx_blocks)
+        candidates = self.mempool.take(self.genesis.params.max_block_txs, exclude=pending)
+        block, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot, candidates)
+        for tx, err in rejected:
+            self._reject(tx, err)
+        self.last_produced_slot = slot
+        self._persist_slot(schema.LAST_PRODUCED, slot)
+        self.on_block(block, slot)
+
+    def on_block(self, block, now_slot: int) -> None:
+        node = self.chain.add_block(block, now_slot)
+        for tx in block.txs:
+            self._wake(tx.id, "included")
+        if self.producer_key is not None and self.producer_name in self.chain.schedule() \
+                and self.chain.should_vote(node, self.last_vote_slot):
+            self.last_vote_slot = node.slot
+            self._persist_slot(schema.LAST_VOTE, node.slot)
+            vote = Vote.create(self.producer_key, self.genesis.chain_id, node.id, node.height,
+                               node.slot, self.producer_name)
+            self.on_vote(vote)
+
+    def on_vote(self, vote: Vote) -> None:
+        for node in self.chain.add_vote(vote):
+            ids = [tx.id for tx in node.block.txs]
+            self.mempool.remove(ids)
+            for tx_id in ids:
+                self._wake(tx_id, "final")
+
+    async def run_producer(self) -> None:
+        while True:
+            now = now_ms()
+            slot = self.genesis.slot_at(now)
+            try:
+                self.produce(slot)
+                for tx in self.mempool.evict_expired(now):
+                    self._reject(tx, InvalidTx("expired", "the tx expired before inclusion"))
+            except (InvalidBlock, InvalidTx) as e:
+                log.error("own block for slot %d was invalid: %s", slot, e)
+            next_start = self.genesis.slot_start_ms(slot + 1)
+            await asyncio.sleep(max(0.0, (next_start - now_ms()) / 1000) + 0.001)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run_producer())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.kv.close()
+
+    def status(self) -> dict:
+        head, final = self.chain.tip(), self.chain.final
+        return {
+            "chain_id": self.genesis.chain_id, "genesis_hash": self.genesis.hash.hex(),
+            "head": {"height": head.height, "id": head.id.hex(), "slot": head.slot},
+            "final": {"height": final.height, "id": final.id.hex()},
+            "slot": self.genesis.slot_at(now_ms()), "peers": list(self.config.peers),
+            "syncing": False, "mempool": len(self.mempool), "producer": self.producer_name,
+            "schedule": self.chain.schedule(),
+        }
+
+
+def run_node(config: NodeConfig) -> None:
+    """Run a node until SIGINT/SIGTERM (uvicorn handles the signals and shuts down cleanly)."""
+    import uvicorn
+
+    from node.api import create_app
+
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(NodeService(config))
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=2)

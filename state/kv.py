@@ -1,0 +1,49 @@
+"""The key-value store interface (bytes -> bytes) and its in-memory implementation.
+
+A store offers point reads, ordered prefix scans and one atomic batch write; everything else
+(overlays, schema, the chain store) is built on top, so LevelDB and memory pass one conformance suite.
+"""
+from bisect import bisect_left
+from typing import Iterator, Protocol
+
+
+class KVStore(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs whose key starts with prefix, in key order."""
+
+    def write(self, puts: dict[bytes, bytes], deletes: frozenset[bytes] | set[bytes] = frozenset()) -> None:
+        """Apply all puts and deletes atomically (all or nothing, durable when it returns)."""
+
+    def close(self) -> None: ...
+
+
+class MemoryKV:
+    """KVStore in a dict, with a sorted key list for scans. For tests and simulations."""
+
+    def __init__(self):
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def scan(self, prefix: bytes, reverse: bool = False):
+        i = bisect_left(self._keys, prefix)
+        hits = []
+        while i < len(self._keys) and self._keys[i].startswith(prefix):
+            hits.append(self._keys[i])
+            i += 1
+        for k in reversed(hits) if reverse else hits:
+            yield k, self._data[k]
+
+    def write(self, puts, deletes=frozenset()):
+        for k in deletes:
+            if k in self._data:
+                del self._data[k]
+        self._data.update(puts)
+        self._keys = sorted(self._data)
+
+    def close(self):
+        pass

@@ -1,0 +1,68 @@
+"""State records and their encodings (msgpack arrays, fields in declaration order)."""
+from dataclasses import astuple, dataclass, field
+
+import msgpack
+
+from core.codec import pack
+
+
+@dataclass(slots=True)
+class Account:
+    public_key: bytes
+    balance: int = 0
+    stake: int = 0
+    referrer: str = ""
+    joined_height: int = 0
+    content: int = 0
+    behaviour: int = 0
+    relationship: int = 0
+    approvals: list = field(default_factory=list)  # producer names, sorted
+
+    def to_json(self, name: str) -> dict:
+        return {"name": name, "public_key": self.public_key.hex(), "balance": self.balance,
+                "stake": self.stake, "referrer": self.referrer, "joined_height": self.joined_height,
+                "assets": {"content": self.content, "behaviour": self.behaviour,
+                           "relationship": self.relationship},
+                "approvals": list(self.approvals)}
+
+
+@dataclass(slots=True)
+class Post:
+    author: str
+    permlink: str
+    title: str
+    body: str
+    tags: list
+    parent: str  # "" for a top-level post, else "author/permlink"
+    event: dict | None  # {"starts_at", "ends_at", "capacity"} for an event
+    created_height: int
+    created_ms: int
+    net_votes: int = 0  # sum of vote weights in basis points
+    vote_count: int = 0
+    attendees: int = 0
+    children: int = 0
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__slots__}
+        d["ref"] = f"{self.author}/{self.permlink}"
+        return d
+
+
+@dataclass(slots=True)
+class ProducerRecord:
+    node_key: bytes
+    url: str
+    approval: int = 0  # total stake of the members approving it
+    registered_height: int = 0
+
+    def to_json(self, name: str) -> dict:
+        return {"name": name, "node_key": self.node_key.hex(), "url": self.url,
+                "approval": self.approval, "registered_height": self.registered_height}
+
+
+def encode(record) -> bytes:
+    return pack(list(astuple(record)))
+
+
+def decode(cls, data: bytes):
+    return cls(*msgpack.unpackb(data))

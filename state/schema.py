@@ -1,0 +1,68 @@
+"""Every key layout of the store, in one place, under a version prefix.
+
+`s` keys are chain state: they go through the state transition and into the state root.
+`c` keys are the node's chain store: blocks, votes, heights, head, own-signing records.
+"""
+
+S = b"v1/s/"
+C = b"v1/c/"
+
+ACCOUNT = S + b"acct/"
+POST = S + b"post/"
+POST_VOTE = S + b"pvote/"
+ATTENDANCE = S + b"attend/"
+PRODUCER = S + b"prod/"
+TX_SEEN = S + b"tx/"
+
+BLOCK = C + b"block/"
+FINAL_AT_HEIGHT = C + b"height/"
+FINAL_HEAD = C + b"head"
+VOTES = C + b"votes/"
+PENDING_BLOCK = C + b"pending/"
+LAST_VOTE = C + b"own/last_vote_slot"
+LAST_PRODUCED = C + b"own/last_produced_slot"
+GENESIS_HASH = C + b"genesis"
+
+
+def account_key(name: str) -> bytes:
+    return ACCOUNT + name.encode()
+
+
+def post_key(author: str, permlink: str) -> bytes:
+    return POST + author.encode() + b"/" + permlink.encode()
+
+
+def post_vote_key(ref: str, voter: str) -> bytes:
+    return POST_VOTE + ref.encode() + b"\x00" + voter.encode()
+
+
+def attendance_key(event_ref: str, attendee: str) -> bytes:
+    return ATTENDANCE + event_ref.encode() + b"\x00" + attendee.encode()
+
+
+def producer_key(name: str) -> bytes:
+    return PRODUCER + name.encode()
+
+
+def tx_seen_key(tx_id: bytes) -> bytes:
+    return TX_SEEN + tx_id
+
+
+def height_bytes(height: int) -> bytes:
+    return height.to_bytes(8, "big")
+
+
+def block_key(block_id: bytes) -> bytes:
+    return BLOCK + block_id
+
+
+def final_at_height_key(height: int) -> bytes:
+    return FINAL_AT_HEIGHT + height_bytes(height)
+
+
+def votes_key(block_id: bytes) -> bytes:
+    return VOTES + block_id
+
+
+def pending_block_key(height: int, block_id: bytes) -> bytes:
+    return PENDING_BLOCK + height_bytes(height) + block_id

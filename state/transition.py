@@ -1,0 +1,290 @@
+"""The state transition: genesis state, `apply_tx` and `apply_block`.
+
+Written like a consensus spec: each `process_<kind>` first checks (one line of why per check) and
+only then writes, through a per-tx Journal, so a rejected tx changes nothing. No I/O, no clock: time
+is the block's timestamp; signature checks go through the injected `verify` callable (which lets the
+node skip txs it has already verified). The rules contract is called through `RulesHook`.
+"""
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from core import codec, types
+from core.errors import InvalidBlock, InvalidTx
+from core.genesis import Genesis
+from core.types import Block, BlockHeader, Tx
+from state import records, schema
+from state.records import Account, Post, ProducerRecord
+from state.view import Journal, Layer
+
+Verifier = Callable[[Tx, bytes], bool]
+
+
+def verify_signature(tx: Tx, public_key: bytes) -> bool:
+    return tx.verify(public_key)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """What a tx may know about the block it is applied in."""
+    chain_id: str
+    height: int
+    slot: int
+    timestamp_ms: int
+    max_tx_expiry_ms: int
+    max_producer_approvals: int
+
+
+class RulesHook(Protocol):
+    """The community-asset rules, called after a tx's base rules succeeded, on the same journal.
+    Raising InvalidTx rejects the tx with no writes."""
+
+    def on_tx(self, journal: Journal, tx: Tx, ctx: BlockContext) -> None: ...
+
+
+# ------------------------------------------------------------------------------ record access
+def get_account(view, name: str) -> Account | None:
+    raw = view.get(schema.account_key(name))
+    return None if raw is None else records.decode(Account, raw)
+
+
+def get_post(view, author: str, permlink: str) -> Post | None:
+    raw = view.get(schema.post_key(author, permlink))
+    return None if raw is None else records.decode(Post, raw)
+
+
+def get_producer(view, name: str) -> ProducerRecord | None:
+    raw = view.get(schema.producer_key(name))
+    return None if raw is None else records.decode(ProducerRecord, raw)
+
+
+def get_tx_location(view, tx_id: bytes) -> tuple[int, int] | None:
+    raw = view.get(schema.tx_seen_key(tx_id))
+    return None if raw is None else tuple(codec.unpack(raw, 64))
+
+
+def _put(journal: Journal, key: bytes, record) -> None:
+    journal.put(key, records.encode(record))
+
+
+def _require(cond: bool, code: str, message: str, status: int = 400) -> None:
+    if not cond:
+        raise InvalidTx(code, message, status=status)
+
+
+# ------------------------------------------------------------------------------ tx processing
+def process_post(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    b = tx.body
+    # a permlink names one post of its author forever
+    _require(get_post(j, tx.sender, b["permlink"]) is None, "post_exists",
+             f"{tx.sender}/{b['permlink']} already exists", 409)
+    parent_ref = b.get("parent", "")
+    if parent_ref:
+        author, permlink = types.parse_post_ref(parent_ref)
+        parent = get_post(j, author, permlink)
+        # a comment answers an existing post
+        _require(parent is not None, "unknown_post", f"parent {parent_ref} does not exist", 404)
+        parent.children += 1
+        _put(j, schema.post_key(author, permlink), parent)
+    _put(j, schema.post_key(tx.sender, b["permlink"]),
+         Post(tx.sender, b["permlink"], b["title"], b["body"], b["tags"], parent_ref,
+              b.get("event"), ctx.height, ctx.timestamp_ms))
+
+
+def _set_approval_weight(j: Journal, names, delta: int) -> None:
+    for name in names:
+        prod = get_producer(j, name)
+        if prod is not None:
+            prod.approval += delta
+            _put(j, schema.producer_key(name), prod)
+
+
+def process_vote(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    b = tx.body
+    if "producer" in b:
+        name = b["producer"]
+        # only registered candidates can be approved
+        _require(get_producer(j, name) is not None, "unknown_producer", f"{name} is not a producer", 404)
+        approved = name in sender.approvals
+        if b["approve"] and not approved:
+            # bounded so a stake change touches a bounded number of producers
+            _require(len(sender.approvals) < ctx.max_producer_approvals, "too_many_approvals",
+                     f"at most {ctx.max_producer_approvals} producer approvals")
+            sender.approvals = sorted(sender.approvals + [name])
+            _set_approval_weight(j, [name], sender.stake)
+        elif not b["approve"] and approved:
+            sender.approvals = [n for n in sender.approvals if n != name]
+            _set_approval_weight(j, [name], -sender.stake)
+        _put(j, schema.account_key(tx.sender), sender)
+        return
+    ref = b["post"]
+    author, permlink = types.parse_post_ref(ref)
+    post = get_post(j, author, permlink)
+    # curation votes go to existing content
+    _require(post is not None, "unknown_post", f"{ref} does not exist", 404)
+    key = schema.post_vote_key(ref, tx.sender)
+    old = j.get(key)
+    old_weight = 0 if old is None else codec.unpack(old, 16)
+    post.net_votes += b["weight"] - old_weight
+    post.vote_count += old is None
+    j.put(key, codec.pack(b["weight"]))
+    _put(j, schema.post_key(author, permlink), post)
+
+
+def process_attend(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    ref = tx.body["event"]
+    author, permlink = types.parse_post_ref(ref)
+    post = get_post(j, author, permlink)
+    # attendance is of an existing event post
+    _require(post is not None and post.event is not None, "unknown_event", f"{ref} is not an event", 404)
+    key = schema.attendance_key(ref, tx.sender)
+    # one attendance per member per event
+    _require(j.get(key) is None, "already_attended", f"{tx.sender} already attended {ref}", 409)
+    ev = post.event
+    # presence counts only inside the event window
+    _require(ev["starts_at"] <= ctx.timestamp_ms <= ev["ends_at"], "event_not_open",
+             f"{ref} is open from {ev['starts_at']} to {ev['ends_at']} (ms)")
+    _require(post.attendees < ev["capacity"], "event_full", f"{ref} is at capacity {ev['capacity']}")
+    organizer = get_account(j, author)
+    # the organizer's ticket proves presence
+    _require(organizer is not None and types.is_ticket_valid(
+        organizer.public_key, ctx.chain_id, ref, tx.sender, tx.body["ticket"]),
+        "bad_ticket", "the ticket is not the organizer's signature for this attendee")
+    post.attendees += 1
+    j.put(key, codec.pack(ctx.height))
+    _put(j, schema.post_key(author, permlink), post)
+
+
+def process_refer(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    name = tx.body["new_account"]
+    # account names are unique
+    _require(get_account(j, name) is None, "account_exists", f"{name} already exists", 409)
+    _put(j, schema.account_key(name), Account(tx.body["pubkey"], referrer=tx.sender,
+                                              joined_height=ctx.height))
+
+
+def process_transfer(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    to, amount = tx.body["to"], tx.body["amount"]
+    # only members hold balances
+    _require(get_account(j, to) is not None, "unknown_account", f"{to} is not a member", 404)
+    _require(sender.balance >= amount, "insufficient_balance", f"balance {sender.balance} < {amount}")
+    sender.balance -= amount
+    _put(j, schema.account_key(tx.sender), sender)
+    receiver = get_account(j, to)
+    receiver.balance += amount
+    _put(j, schema.account_key(to), receiver)
+
+
+def process_stake(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    amount = tx.body["amount"]
+    _require(sender.balance >= amount, "insufficient_balance", f"balance {sender.balance} < {amount}")
+    sender.balance -= amount
+    sender.stake += amount
+    _set_approval_weight(j, sender.approvals, amount)
+    _put(j, schema.account_key(tx.sender), sender)
+
+
+def process_unstake(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    amount = tx.body["amount"]
+    _require(sender.stake >= amount, "insufficient_stake", f"stake {sender.stake} < {amount}")
+    sender.stake -= amount
+    sender.balance += amount
+    _set_approval_weight(j, sender.approvals, -amount)
+    _put(j, schema.account_key(tx.sender), sender)
+
+
+def process_register_producer(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    existing = get_producer(j, tx.sender)
+    record = ProducerRecord(tx.body["node_key"], tx.body["url"], registered_height=ctx.height)
+    if existing is not None:  # re-registering updates the key and url, keeps approvals
+        record.approval, record.registered_height = existing.approval, existing.registered_height
+    _put(j, schema.producer_key(tx.sender), record)
+
+
+PROCESSORS = {
+    "post": process_post, "vote": process_vote, "attend": process_attend, "refer": process_refer,
+    "transfer": process_transfer, "stake": process_stake, "unstake": process_unstake,
+    "register_producer": process_register_producer,
+}
+
+
+def check_tx_envelope(view, tx: Tx, ctx: BlockContext, verify: Verifier) -> Account:
+    """The checks every kind shares; returns the sender's account."""
+    _require(tx.chain_id == ctx.chain_id, "wrong_chain", f"tx is for chain {tx.chain_id!r}")
+    _require(tx.expires_at > ctx.timestamp_ms, "expired", "the tx expired")
+    _require(tx.expires_at <= ctx.timestamp_ms + ctx.max_tx_expiry_ms, "expiry_too_far",
+             "expires_at is more than the maximum expiry ahead")
+    # replay protection: an id is in the chain at most once (ids of expired txs can't come back)
+    _require(view.get(schema.tx_seen_key(tx.id)) is None, "duplicate", "tx already in the chain", 409)
+    sender = get_account(view, tx.sender)
+    # membership is permissioned: only members transact
+    _require(sender is not None, "not_member", f"{tx.sender} is not a member", 403)
+    _require(verify(tx, sender.public_key), "bad_signature", "signature does not match the sender's key")
+    return sender
+
+
+def apply_tx(layer: Layer, tx: Tx, ctx: BlockContext, index: int, verify: Verifier = verify_signature,
+             rules: RulesHook | None = None) -> None:
+    """Apply one tx to `layer`, all or nothing; raise InvalidTx if it is not valid here."""
+    j = Journal(layer)
+    sender = check_tx_envelope(j, tx, ctx, verify)
+    PROCESSORS[tx.kind](j, tx, sender, ctx)
+    if rules is not None:
+        rules.on_tx(j, tx, ctx)
+    j.put(schema.tx_seen_key(tx.id), codec.pack_flat([ctx.height, index]))
+    j.commit()
+
+
+# ------------------------------------------------------------------------------ blocks
+def compute_diff_hash(writes: dict[bytes, bytes | None]) -> bytes:
+    return codec.sha256(codec.pack_flat([[k, writes[k]] for k in sorted(writes)]))
+
+
+def compute_state_root(parent_root: bytes, writes: dict[bytes, bytes | None]) -> bytes:
+    """A commitment to the state: the parent's root chained with this block's sorted state diff.
+    Two nodes that disagree on any state write after the same genesis disagree on the root."""
+    return codec.sha256(b"state" + parent_root + compute_diff_hash(writes))
+
+
+def block_context(genesis: Genesis, header: BlockHeader) -> BlockContext:
+    return BlockContext(genesis.chain_id, header.height, header.slot, header.timestamp_ms,
+                        genesis.params.max_tx_expiry_ms, genesis.params.max_producer_approvals)
+
+
+def apply_block(parent: Layer, parent_root: bytes, genesis: Genesis, block: Block,
+                verify: Verifier = verify_signature, rules: RulesHook | None = None) -> Layer:
+    """Apply every tx of `block` on a new layer over `parent`; check tx_root and state_root.
+    Raises InvalidBlock; the parent is never modified."""
+    header = block.header
+    if len(block.txs) > genesis.params.max_block_txs:
+        raise InvalidBlock("too_many_txs", f"{len(block.txs)} > {genesis.params.max_block_txs}")
+    if types.merkle_root([t.id for t in block.txs]) != header.tx_root:
+        raise InvalidBlock("bad_tx_root", "tx_root does not match the txs")
+    layer = Layer(parent)
+    ctx = block_context(genesis, header)
+    for i, tx in enumerate(block.txs):
+        try:
+            apply_tx(layer, tx, ctx, i, verify, rules)
+        except InvalidTx as e:
+            raise InvalidBlock("invalid_tx", f"tx {i} ({tx.id.hex()[:16]}): {e.code}: {e.message}") from None
+    if compute_state_root(parent_root, layer.writes) != header.state_root:
+        raise InvalidBlock("bad_state_root", "state_root does not match the state after the block")
+    return layer
+
+
+def genesis_writes(genesis: Genesis) -> dict[bytes, bytes]:
+    """The state at height 0: founding members with balances and stake, genesis producers approved
+    by nobody (the schedule falls back to them until candidates are elected)."""
+    writes = {}
+    producers = {p.name: p for p in genesis.producers}
+    for m in genesis.members:
+        writes[schema.account_key(m.name)] = records.encode(
+            Account(m.public_key, balance=m.balance, stake=m.stake))
+    for name, p in producers.items():
+        writes[schema.producer_key(name)] = records.encode(ProducerRecord(p.node_key, p.url))
+    return writes
+
+
+def genesis_header(genesis: Genesis) -> BlockHeader:
+    root = compute_state_root(types.ZERO_HASH, genesis_writes(genesis))
+    return BlockHeader(genesis.chain_id, 0, types.Hash(genesis.hash), 0, genesis.genesis_time_ms,
+                       genesis.producers[0].name, types.ZERO_HASH, types.Hash(root), 0)
