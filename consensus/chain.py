@@ -198,8 +198,10 @@ class Chain:
             raise InvalidBlock("bad_final_height", "final_height must not decrease")
         return parent
 
-    def add_block(self, block: Block, now_slot: int | None, persist: bool = True) -> BlockNode:
-        """Validate and attach a block; idempotent for a block already known."""
+    def add_block(self, block: Block, now_slot: int | None, persist: bool = True,
+                  own_layer: Layer | None = None) -> BlockNode:
+        """Validate and attach a block; idempotent for a block already known. `own_layer` is the
+        layer `build_block` made for this very block (then its txs are not applied again)."""
         known = self.nodes.get(block.id)
         if known is not None:
             return known
@@ -212,8 +214,11 @@ class Chain:
             if sibling.header.producer == header.producer and sibling.slot == header.slot:
                 self._record_evidence("double_proposal", header.producer, header.slot,
                                       [sibling.id.hex(), block.id.hex()])
-        layer = transition.apply_block(parent.layer, parent.header.state_root, self.genesis, block,
-                                       self.verified.verify, self.rules)
+        if own_layer is not None and own_layer.parent is parent.layer:
+            layer = own_layer
+        else:
+            layer = transition.apply_block(parent.layer, parent.header.state_root, self.genesis,
+                                           block, self.verified.verify, self.rules)
         node = BlockNode(header, block.id, block, layer, parent)
         if persist:
             self.kv.write({schema.pending_block_key(header.height, block.id): block.encode()})
@@ -229,9 +234,10 @@ class Chain:
     def _record_evidence(self, kind: str, who: str, slot: int, ids: list[str]) -> None:
         self.evidence.append({"kind": kind, "producer": who, "slot": slot, "ids": ids})
 
-    def build_block(self, key, producer: str, slot: int, candidates: list[Tx]) -> tuple[Block, list[tuple[Tx, Exception]]]:
+    def build_block(self, key, producer: str, slot: int, candidates: list[Tx]) -> tuple[Block, Layer, list]:
         """Produce a block for `slot` on the head: apply candidates in order, skipping invalid ones.
-        Returns the block (not yet added) and the rejected txs with their errors."""
+        Returns the block (not yet added), its state layer (for `add_block`, so our own block is not
+        applied twice) and the rejected txs with their errors."""
         parent = self.head()
         header_ctx = BlockHeader(self.genesis.chain_id, parent.height + 1, parent.id, slot,
                                  self.genesis.slot_start_ms(slot), producer, types.ZERO_HASH,
@@ -252,7 +258,7 @@ class Chain:
                              header_ctx.timestamp_ms, producer,
                              types.merkle_root([t.id for t in included]), types.Hash(root),
                              self.final_height)
-        return Block.create(key, header, tuple(included)), rejected
+        return Block.create(key, header, tuple(included)), layer, rejected
 
     # ------------------------------------------------------------------ votes and finality
     def should_vote(self, node: BlockNode, last_vote_slot: int) -> bool:

@@ -135,15 +135,16 @@ class NodeService:
             return
         pending = set(self.chain.tx_blocks)
         candidates = self.mempool.take(self.genesis.params.max_block_txs, exclude=pending)
-        block, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot, candidates)
+        block, layer, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot,
+                                                        candidates)
         for tx, err in rejected:
             self._reject(tx, err)
         self.last_produced_slot = slot
         self._persist_slot(schema.LAST_PRODUCED, slot)
-        self.on_block(block, slot)
+        self.on_block(block, slot, own_layer=layer)
 
-    def on_block(self, block, now_slot: int) -> None:
-        node = self.chain.add_block(block, now_slot)
+    def on_block(self, block, now_slot: int, own_layer=None) -> None:
+        node = self.chain.add_block(block, now_slot, own_layer=own_layer)
         for tx in block.txs:
             self._wake(tx.id, "included")
         if self.producer_key is not None and self.producer_name in self.chain.schedule() \

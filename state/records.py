@@ -1,9 +1,10 @@
 """State records and their encodings (msgpack arrays, fields in declaration order)."""
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
+from operator import attrgetter
 
 import msgpack
 
-from core.codec import pack
+from core.codec import pack, pack_flat
 
 
 @dataclass(slots=True)
@@ -61,8 +62,14 @@ class ProducerRecord:
 
 
 def encode(record) -> bytes:
-    return pack(list(astuple(record)))
+    """Fields in declaration order; only a Post holds a map (its event), which needs key sorting."""
+    cls = type(record)
+    values = _FIELDS[cls](record)
+    return pack(values) if cls is Post else pack_flat(values)
 
 
 def decode(cls, data: bytes):
     return cls(*msgpack.unpackb(data))
+
+
+_FIELDS = {cls: attrgetter(*cls.__slots__) for cls in (Account, Post, ProducerRecord)}

@@ -1,0 +1,185 @@
+"""Benchmarks (`python cli.py bench apply|ingest`): figures, each next to the machine's own limit
+measured in the same run, never asserted in tests.
+
+- raw: PyNaCl Ed25519 verifications per second on one core, for messages the size of our txs;
+- apply: pre-signed txs through decode -> verify -> apply -> block -> finality -> LevelDB commit,
+  one core, no HTTP; as tx/s and as a ratio to raw verify/s;
+- ingest: a real node process (uvicorn), loaded from this process by a minimal keep-alive HTTP/1.1
+  client (httpx costs ~2 ms of CPU per request and would measure itself), once with one tx per
+  request and once through the batched msgpack endpoint.
+"""
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+
+from core import crypto
+from core.genesis import ChainParams, Genesis, Member, Producer
+from core.types import Tx, Vote
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_keys(n: int) -> list[tuple[str, crypto.Keypair]]:
+    return [(f"member-{i:04d}", crypto.Keypair(crypto.sign_bytes("tx", f"bench-{i}")[:32].ljust(32, b"\0")))
+            for i in range(n)]
+
+
+def bench_genesis(members, genesis_time_ms: int, max_block_txs: int = 5000) -> Genesis:
+    producer = members[0]
+    return Genesis("bench", genesis_time_ms, ChainParams(max_block_txs=max_block_txs),
+                   tuple(Member(n, k.public_key, 10**12, 10**9) for n, k in members),
+                   (Producer(producer[0], producer[1].public_key, ""),))
+
+
+def presign_transfers(members, chain_id: str, count: int, expires_at: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        name, key = members[i % len(members)]
+        to = members[(i + 1) % len(members)][0]
+        out.append(Tx.create(key, chain_id, "transfer", name, expires_at,
+                             {"to": to, "amount": 1 + i % 7}, salt=i).raw)
+    return out
+
+
+def measure_raw_verify(seconds: float = 2.0) -> float:
+    """Ed25519 verifications/s on one core for tx-sized messages (the physical limit of apply)."""
+    key = crypto.Keypair.generate()
+    msgs = [os.urandom(120) for _ in range(256)]
+    sigs = [key.sign_raw(m) for m in msgs]
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for m, s in zip(msgs, sigs):
+            crypto.verify_raw(key.public_key, m, s)
+        n += len(msgs)
+    return n / (time.perf_counter() - start)
+
+
+def bench_apply(n_txs: int = 20000, block_txs: int = 1000) -> dict:
+    """decode + verify + apply + produce + finalize + LevelDB commit of pre-signed transfers."""
+    from consensus.chain import Chain
+    from node.store import LevelDBStore
+
+    members = bench_keys(200)
+    now = time.time_ns() // 1_000_000
+    genesis = bench_genesis(members, now - 60_000)
+    raws = presign_transfers(members, genesis.chain_id, n_txs, now + 3_000_000)
+    raw_verify = measure_raw_verify()
+    producer_name, producer_key = members[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        kv = LevelDBStore(os.path.join(tmp, "db"))
+        chain = Chain(kv, genesis)
+        slot = genesis.slot_at(now)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for i in range(0, n_txs + 2 * block_txs, block_txs):  # two empty blocks finalize the last
+            txs = [Tx.decode(r) for r in raws[i:i + block_txs]]
+            slot += 1
+            block, layer, rejected = chain.build_block(producer_key, producer_name, slot, txs)
+            if rejected:
+                raise RuntimeError(f"bench tx rejected: {rejected[0][1]}")
+            node = chain.add_block(block, None, own_layer=layer)
+            chain.add_vote(Vote.create(producer_key, genesis.chain_id, node.id, node.height,
+                                       node.slot, producer_name))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        final = chain.final_height
+        kv.close()
+    tps = n_txs / elapsed
+    return {"raw_verify_per_s_1core": round(raw_verify), "apply_tx_per_s": round(tps),
+            "apply_ratio_to_raw_verify": round(tps / raw_verify, 3), "txs": n_txs,
+            "final_height": final, "cpu_cores_used": round(cpu / elapsed, 2)}
+
+
+# ---------------------------------------------------------------------------------- ingest
+async def _http_worker(host: str, port: int, path: str, bodies: list[bytes], counts: dict) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    prefix = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/msgpack\r\n".encode()
+    for body in bodies:
+        writer.write(prefix + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        payload = await reader.readexactly(length)
+        counts[status] = counts.get(status, 0) + 1
+        if path.endswith("batch") and status == 200:
+            counts["accepted"] = counts.get("accepted", 0) + json.loads(payload)["accepted"]
+    writer.close()
+
+
+def _load(port: int, path: str, bodies: list[bytes], connections: int) -> dict:
+    counts: dict = {}
+    shards = [bodies[i::connections] for i in range(connections)]
+
+    async def main():
+        await asyncio.gather(*[_http_worker("127.0.0.1", port, path, s, counts) for s in shards])
+
+    asyncio.run(main())
+    return counts
+
+
+def _wait_ready(port: int, proc, timeout_s: float = 20) -> None:
+    import httpx
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("bench node exited during start-up")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("bench node did not become ready")
+
+
+def bench_ingest(n_single: int = 8000, n_batched: int = 20000, batch_size: int = 500,
+                 port: int = 18555, connections: int = 32) -> dict:
+    """HTTP ingestion into a real node process: one tx per request, then batched msgpack."""
+    from node.config import write_key_file
+
+    members = bench_keys(200)
+    now = time.time_ns() // 1_000_000
+    genesis = bench_genesis(members, now - 60_000)
+    raws = presign_transfers(members, genesis.chain_id, n_single + n_batched, now + 3_000_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "genesis.json"), "w") as f:
+            json.dump(genesis.to_json(), f)
+        write_key_file(os.path.join(tmp, "key.json"), members[0][0], members[0][1])
+        cmd = [sys.executable, os.path.join(ROOT, "cli.py"), "node", "run", "--data-dir",
+               os.path.join(tmp, "data"), "--port", str(port), "--genesis",
+               os.path.join(tmp, "genesis.json"), "--key-file", os.path.join(tmp, "key.json")]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_ready(port, proc)
+            results = {}
+            for label, path, bodies, count in (
+                ("single", "/v1/transactions", raws[:n_single], n_single),
+                ("batched", "/v1/transactions/batch",
+                 [msgpack.packb(raws[i:i + batch_size]) for i in range(n_single, len(raws), batch_size)],
+                 n_batched),
+            ):
+                cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+                counts = _load(port, path, bodies, connections if label == "single" else 4)
+                elapsed = time.perf_counter() - t0
+                server_cpu = (cpu_seconds(proc.pid) - cpu0) / elapsed
+                accepted = counts.get("accepted", counts.get(202, 0))
+                results[f"ingest_{label}_tx_per_s"] = round(accepted / elapsed)
+                results[f"ingest_{label}_accepted"] = f"{accepted}/{count}"
+                results[f"ingest_{label}_server_cores"] = round(server_cpu, 2)
+                results[f"ingest_{label}_tx_per_server_core_s"] = round(accepted / elapsed / max(server_cpu, 0.01))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return results
