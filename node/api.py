@@ -4,6 +4,7 @@ Every error is `{"error": {"code", "message"}}` with the status the protocol nam
 exception becomes a 500 `internal_error` for that request only, never a crash of the node. Bodies
 are read with a size cap before anything is decoded.
 """
+import contextlib
 import json
 import logging
 
@@ -78,16 +79,15 @@ def parse_wait(request: Request) -> tuple[str | None, float]:
 
 
 def create_app(service: NodeService) -> FastAPI:
-    app = FastAPI(title="community-chain node", version="1", docs_url="/docs", redoc_url=None)
-    app.state.service = service
-
-    @app.on_event("startup")
-    async def _start():
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
         service.start()
-
-    @app.on_event("shutdown")
-    async def _stop():
+        yield
         await service.stop()
+
+    app = FastAPI(title="community-chain node", version="1", docs_url="/docs", redoc_url=None,
+                  lifespan=lifespan)
+    app.state.service = service
 
     @app.exception_handler(ProtocolError)
     async def _protocol_error(request, exc: ProtocolError):
