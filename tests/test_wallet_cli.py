@@ -1,0 +1,234 @@
+"""The wallet, the HTTP client and the CLI, with no running node: signed txs decode and verify,
+tickets verify, key files stay private, `genesis create` makes a loadable chain, the embedded dev
+chain matches its dev keys, and an unreachable node is exit code 3 naming the URL."""
+import json
+import socket
+import stat
+
+import httpx
+import msgpack
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+from core.crypto import Keypair
+from core.devnet import dev_seed, load_dev_keys, make_devnet
+from core.errors import InvalidTx
+from core.genesis import DEFAULT_DEV_KEYS, load_genesis
+from core.types import Tx, is_ticket_valid
+from core.wallet import ApiError, Client, NodeUnreachable, Wallet, now_ms
+from node.config import read_key_file
+
+CHAIN = "wallet-test"
+ALICE = Keypair(bytes([7]) * 32)
+BOB = Keypair(bytes([8]) * 32)
+
+
+@pytest.fixture
+def alice():
+    return Wallet("alice", ALICE, CHAIN)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------ wallet
+EVENT = {"starts_at": 1_000, "ends_at": 2_000, "capacity": 3}
+EVERY_KIND = [
+    ("post", lambda w: w.post("hello", "Hello", "text", tags=("a", "b")),
+     {"permlink": "hello", "title": "Hello", "body": "text", "tags": ["a", "b"]}),
+    ("post", lambda w: w.post("re", "", "reply", parent="bob/hello"),
+     {"permlink": "re", "title": "", "body": "reply", "tags": [], "parent": "bob/hello"}),
+    ("post", lambda w: w.post("meet", "Meet", "come", event=EVENT),
+     {"permlink": "meet", "title": "Meet", "body": "come", "tags": [], "event": EVENT}),
+    ("vote", lambda w: w.vote_post("bob/hello", -2500), {"post": "bob/hello", "weight": -2500}),
+    ("vote", lambda w: w.approve_producer("bob", False), {"producer": "bob", "approve": False}),
+    ("attend", lambda w: w.attend("bob/meet", bytes(64)), {"event": "bob/meet", "ticket": bytes(64)}),
+    ("refer", lambda w: w.refer("newbie", BOB.public_key),
+     {"new_account": "newbie", "pubkey": BOB.public_key}),
+    ("transfer", lambda w: w.transfer("bob", 5, memo="hi"), {"to": "bob", "amount": 5, "memo": "hi"}),
+    ("transfer", lambda w: w.transfer("bob", 5), {"to": "bob", "amount": 5}),
+    ("stake", lambda w: w.stake(10), {"amount": 10}),
+    ("unstake", lambda w: w.unstake(10), {"amount": 10}),
+    ("register_producer", lambda w: w.register_producer(BOB.public_key, "http://n:1"),
+     {"node_key": BOB.public_key, "url": "http://n:1"}),
+]
+
+
+@pytest.mark.parametrize("kind,build,body", EVERY_KIND, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(EVERY_KIND)])
+def test_every_kind_decodes_and_verifies_with_the_senders_key(alice, kind, build, body):
+    before = now_ms()
+    tx = build(alice)
+    again = Tx.decode(tx.raw)
+    assert (again.kind, again.sender, again.chain_id, again.body) == (kind, "alice", CHAIN, body)
+    assert again.id == tx.id
+    assert again.verify(ALICE.public_key) and not again.verify(BOB.public_key)
+    assert before + alice.ttl_ms <= again.expires_at <= now_ms() + alice.ttl_ms
+    assert 0 <= again.salt < 2**32
+
+
+def test_salt_makes_distinct_ids_and_a_given_salt_is_kept(alice):
+    assert alice.stake(1).id != alice.stake(1).id
+    assert alice.stake(1, salt=42).salt == 42
+
+
+def test_wallet_refuses_to_sign_what_a_node_would_reject_statically(alice):
+    with pytest.raises(InvalidTx):
+        alice.vote_post("bob/hello", 20_000)
+    with pytest.raises(InvalidTx):
+        alice.transfer("bob", 0)
+
+
+def test_ticket_verifies_for_its_event_and_attendee_only(alice):
+    ticket = alice.ticket("alice/meet", "bob")
+    assert is_ticket_valid(ALICE.public_key, CHAIN, "alice/meet", "bob", ticket)
+    assert not is_ticket_valid(ALICE.public_key, CHAIN, "alice/meet", "carol", ticket)
+    assert not is_ticket_valid(ALICE.public_key, CHAIN, "alice/other", "bob", ticket)
+    assert not is_ticket_valid(ALICE.public_key, "other-chain", "alice/meet", "bob", ticket)
+    assert not is_ticket_valid(BOB.public_key, CHAIN, "alice/meet", "bob", ticket)
+
+
+# ------------------------------------------------------------------------------ client
+def mock_client(handler) -> Client:
+    return Client("http://node.test", transport=httpx.MockTransport(handler))
+
+
+def test_submit_sends_raw_msgpack_and_the_wait_query(alice):
+    tx = alice.stake(1)
+    seen = {}
+
+    def handler(request):
+        seen.update(body=request.content, ctype=request.headers["content-type"], query=dict(request.url.params))
+        return httpx.Response(200, json={"id": tx.id.hex(), "status": "final", "height": 3})
+
+    assert mock_client(handler).submit(tx, wait="final", timeout_s=5)["status"] == "final"
+    assert seen == {"body": tx.raw, "ctype": "application/msgpack", "query": {"wait": "final", "timeout": "5"}}
+
+
+def test_batch_body_is_a_msgpack_array_of_raw_txs(alice):
+    txs = [alice.stake(1), alice.stake(2)]
+    seen = {}
+
+    def handler(request):
+        seen["items"] = msgpack.unpackb(request.content)
+        return httpx.Response(200, json={"accepted": 2, "results": []})
+
+    assert mock_client(handler).submit_batch(txs)["accepted"] == 2
+    assert seen["items"] == [t.raw for t in txs]
+
+
+def test_error_answers_raise_api_error_with_the_nodes_code():
+    def handler(request):
+        return httpx.Response(409, json={"error": {"code": "duplicate", "message": "tx already in the chain"}})
+
+    with pytest.raises(ApiError) as e:
+        mock_client(handler).account("alice")
+    assert (e.value.status, e.value.code, e.value.message) == (409, "duplicate", "tx already in the chain")
+
+
+def test_non_json_error_still_raises_api_error():
+    with pytest.raises(ApiError) as e:
+        mock_client(lambda r: httpx.Response(502, text="bad gateway")).status()
+    assert (e.value.status, e.value.code) == (502, "http_502")
+
+
+def test_unknown_tx_is_a_status_and_wait_final_stops_at_final():
+    answers = iter([(404, {"error": {"code": "unknown_tx", "message": "never seen"}}),
+                    (200, {"id": "ab", "status": "pending"}),
+                    (200, {"id": "ab", "status": "final", "height": 4, "index": 0})])
+
+    def handler(request):
+        status, doc = next(answers)
+        return httpx.Response(status, json=doc)
+
+    c = mock_client(handler)
+    assert c.tx_status("ab") == {"id": "ab", "status": "unknown"}
+    assert c.wait_final("ab", timeout_s=5, poll_s=0)["status"] == "final"
+
+
+def test_closed_port_raises_node_unreachable():
+    url = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(NodeUnreachable) as e, Client(url, timeout=2) as c:
+        c.status()
+    assert e.value.url == url
+
+
+# ------------------------------------------------------------------------------ keys and devnets
+def test_keys_generate_writes_a_private_file_that_round_trips(tmp_path):
+    out = tmp_path / "k" / "alice.json"
+    r = CliRunner().invoke(cli, ["keys", "generate", "--name", "alice", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    kf = read_key_file(out)
+    assert kf.name == "alice" and json.loads(r.output)["public_key"] == kf.key.public_key.hex()
+    shown = CliRunner().invoke(cli, ["keys", "show", str(out)])
+    assert shown.exit_code == 0 and kf.key.seed.hex() not in shown.output
+    assert json.loads(shown.output) == {"name": "alice", "public_key": kf.key.public_key.hex()}
+    with_seed = json.loads(CliRunner().invoke(cli, ["keys", "show", str(out), "--seed"]).output)
+    assert Keypair(bytes.fromhex(with_seed["seed"])).public_key == kf.key.public_key
+    again = CliRunner().invoke(cli, ["keys", "generate", "--name", "alice", "--out", str(out)])
+    assert again.exit_code == 2 and read_key_file(out).key.seed == kf.key.seed
+
+
+def test_genesis_create_writes_a_loadable_chain(tmp_path):
+    r = CliRunner().invoke(cli, ["genesis", "create", "--out", str(tmp_path), "--members", "7",
+                                 "--producers", "3", "--chain-id", "my-dev", "--block-interval-ms", "250"])
+    assert r.exit_code == 0, r.output
+    g = load_genesis(tmp_path / "genesis.json")
+    assert (g.chain_id, len(g.members), len(g.producers), g.params.block_interval_ms) == ("my-dev", 7, 3, 250)
+    assert [p.name for p in g.producers] == ["member-01", "member-02", "member-03"]
+    dev = load_dev_keys(tmp_path / "dev-keys.json")
+    assert {m.name: m.public_key for m in g.members} == {n: k.public_key for n, k in dev.items()}
+    for p in g.producers:
+        path = tmp_path / "keys" / f"{p.name}.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert read_key_file(path).key.public_key == p.node_key
+    assert stat.S_IMODE((tmp_path / "dev-keys.json").stat().st_mode) == 0o600
+    bad = CliRunner().invoke(cli, ["genesis", "create", "--out", str(tmp_path / "x"), "--members", "2",
+                                   "--producers", "3"])
+    assert bad.exit_code == 2
+
+
+def test_deterministic_devnets_are_reproducible_and_random_ones_are_not():
+    a = make_devnet(3, 1, "dev-x", 500, 0, deterministic=True)
+    assert a == make_devnet(3, 1, "dev-x", 500, 0, deterministic=True)
+    assert a[1]["members"][0]["seed"] == dev_seed("dev-x", "member-01").hex()
+    assert make_devnet(3, 1, "dev-x", 500, 0)[0] != a[0]
+
+
+def test_embedded_dev_chain_matches_its_public_dev_keys():
+    g = load_genesis()
+    dev = load_dev_keys()
+    assert g.chain_id == "community-dev" and g.genesis_time_ms == 1767225600000
+    assert [m.name for m in g.members] == ["alice", "bob", "carol", "dave", "erin"]
+    assert [p.name for p in g.producers] == ["alice"]
+    assert g.producers[0].node_key == dev["alice"].public_key
+    for m in g.members:
+        assert (m.balance, m.stake) == (1_000_000_000, 100_000_000)
+        assert dev[m.name].seed == dev_seed("community-dev", m.name)
+    assert "local" in json.loads(DEFAULT_DEV_KEYS.read_text())["warning"]
+
+
+# ------------------------------------------------------------------------------ exit codes
+def test_query_status_on_a_closed_port_exits_3_naming_the_url():
+    url = f"http://127.0.0.1:{closed_port()}"
+    r = CliRunner().invoke(cli, ["query", "status", "--node", url])
+    assert r.exit_code == 3
+    assert url in r.output and "node run" in r.output
+
+
+def test_tx_without_a_key_is_a_usage_error():
+    r = CliRunner().invoke(cli, ["tx", "transfer", "--to", "bob", "--amount", "1", "--chain-id", CHAIN])
+    assert r.exit_code == 2 and "--key-file" in r.output
+
+
+def test_ticket_with_a_chain_id_needs_no_node():
+    url = f"http://127.0.0.1:{closed_port()}"
+    r = CliRunner().invoke(cli, ["tx", "ticket", "--dev", "alice", "--event", "alice/meet",
+                                 "--attendee", "bob", "--chain-id", "community-dev", "--node", url])
+    assert r.exit_code == 0, r.output
+    alice = load_dev_keys()["alice"]
+    assert is_ticket_valid(alice.public_key, "community-dev", "alice/meet", "bob", bytes.fromhex(r.output.strip()))
