@@ -19,6 +19,7 @@ from core.genesis import DEFAULT_DEV_KEYS, DEFAULT_GENESIS, load_genesis
 from core.types import CHAIN_ID_RE, is_name
 from core.wallet import DEFAULT_NODE_URL, ApiError, Client, NodeUnreachable, Wallet
 from node.config import load_config, read_key_file, write_key_file
+from node.cli_bench import bench
 
 EXIT_REJECTED = 1
 EXIT_UNREACHABLE = 3
@@ -501,6 +502,8 @@ def query_producers(node):
     with Client(node) as c:
         echo_json(c.producers())
 
+
+cli.add_command(bench)
 
 if __name__ == "__main__":
     cli()

@@ -13,8 +13,13 @@ from core.errors import Malformed
 _packer_opts = dict(use_bin_type=True)
 
 
+# the only scalar types of the wire format: floats and extension types (msgpack's Timestamp among
+# them, which msgpack decodes without calling ext_hook) are not
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+
+
 def _canonical(obj):
-    """obj with every map's keys sorted; TypeError for floats or non-text map keys."""
+    """obj with every map's keys sorted; TypeError for non-wire types or non-text map keys."""
     t = type(obj)
     if t is dict:
         for k in obj:
@@ -23,8 +28,8 @@ def _canonical(obj):
         return {k: _canonical(obj[k]) for k in sorted(obj)}
     if t is list or t is tuple:
         return [_canonical(v) for v in obj]
-    if t is float:
-        raise TypeError("floats are not allowed")
+    if t not in _SCALARS:
+        raise TypeError(f"{t.__name__} values are not allowed")
     return obj
 
 

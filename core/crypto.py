@@ -10,7 +10,7 @@ from nacl.bindings import crypto_sign_open
 
 from core import codec
 
-TAGS = frozenset({"tx", "block", "vote", "ticket"})
+TAGS = frozenset({"tx", "block", "vote", "ticket", "p2p"})
 PUBKEY_LEN = 32
 SIG_LEN = 64
 

@@ -62,18 +62,19 @@ def _bin(n):
 
 
 def _tags(v):
-    return (type(v) is list and len(v) <= MAX_TAGS and len(set(v)) == len(v)
-            and all(type(t) is str and TAG_RE.fullmatch(t) for t in v))
+    return (type(v) is list and len(v) <= MAX_TAGS
+            and all(type(t) is str and TAG_RE.fullmatch(t) for t in v) and len(set(v)) == len(v))
 
 
 def _event(v):
     if type(v) is not dict or list(v) != ["capacity", "ends_at", "starts_at"]:
         return False
-    return (_int_range(0, MAX_INT)(v["starts_at"]) and _int_range(0, MAX_INT)(v["ends_at"])
+    return (_uint(v["starts_at"]) and _uint(v["ends_at"])
             and v["starts_at"] < v["ends_at"] and _int_range(1, 1_000_000)(v["capacity"]))
 
 
 _amount = _int_range(1, MAX_INT)
+_uint = _int_range(0, MAX_INT)
 _name = is_name
 _ref = lambda v: parse_post_ref(v) is not None  # noqa: E731
 
@@ -162,7 +163,7 @@ class Tx:
             raise Malformed("malformed", "chain_id and kind are text")
         if not is_name(sender):
             raise InvalidTx("invalid_field", "sender is not an account name")
-        if not _int_range(0, MAX_INT)(expires_at) or not _int_range(0, MAX_INT)(salt):
+        if not _uint(expires_at) or not _uint(salt):
             raise InvalidTx("invalid_field", "expires_at and salt are non-negative integers")
         check_body(kind, body)
         return cls(chain_id, kind, sender, expires_at, salt, body, signature, raw,
@@ -251,7 +252,7 @@ class BlockHeader:
             raise InvalidBlock("malformed", "a header is a 10-field array of version 1")
         _, chain_id, height, prev_id, slot, ts, producer, tx_root, state_root, final_h = obj
         ints = (height, slot, ts, final_h)
-        if (type(chain_id) is not str or not all(_int_range(0, MAX_INT)(v) for v in ints)
+        if (type(chain_id) is not str or not all(_uint(v) for v in ints)
                 or not _is_hash(prev_id) or not _is_hash(tx_root) or not _is_hash(state_root)
                 or not is_name(producer) or final_h >= height):
             raise InvalidBlock("malformed", "header field of the wrong type or range")

@@ -17,8 +17,14 @@ class LevelDBStore:
         return self._db.get(key)
 
     def scan(self, prefix: bytes, reverse: bool = False):
-        with self._db.iterator(prefix=prefix, reverse=reverse) as it:
-            yield from it
+        with self._db.iterator(prefix=prefix) as it:
+            if not reverse:
+                yield from it
+                return
+            # plyvel's reverse iterator misses the only key of a range (seen with plyvel 1.5.1 on
+            # LevelDB 1.23: a lone key equal to the prefix), so reverse a forward scan instead
+            items = list(it)
+        yield from reversed(items)
 
     def write(self, puts, deletes=frozenset()):
         with self._db.write_batch(sync=self._sync) as wb:
@@ -30,3 +36,4 @@ class LevelDBStore:
     def close(self):
         if not self._db.closed:
             self._db.close()
+

@@ -1,0 +1,48 @@
+"""`bench` commands: print measured figures next to this machine's own limits (never asserted)."""
+import json
+
+import click
+
+
+@click.group()
+def bench():
+    """Measure throughput against the machine's raw Ed25519 verify rate, measured in the same run."""
+
+
+def _print(title: str, figures: dict) -> None:
+    click.echo(f"== {title}")
+    for key, value in figures.items():
+        click.echo(f"  {key:40s} {value}")
+
+
+@bench.command("apply")
+@click.option("--txs", default=20000, show_default=True, type=click.IntRange(1000))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def bench_apply_cmd(txs, as_json):
+    """Single node, no HTTP: decode + verify + apply + produce + finalize + LevelDB commit."""
+    from node.bench import bench_apply
+    figures = bench_apply(txs)
+    click.echo(json.dumps(figures)) if as_json else _print("apply (one core)", figures)
+
+
+@bench.command("ingest")
+@click.option("--single", default=8000, show_default=True, type=click.IntRange(100))
+@click.option("--batched", default=20000, show_default=True, type=click.IntRange(500))
+@click.option("--port", default=18555, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_ingest_cmd(single, batched, port, as_json):
+    """HTTP ingestion into a real node process: one tx per request, then the batch endpoint."""
+    from node.bench import bench_ingest, measure_raw_verify
+    figures = {"raw_verify_per_s_1core": round(measure_raw_verify())}
+    figures.update(bench_ingest(single, batched, port=port))
+    figures["ingest_single_ratio_to_raw_verify"] = round(
+        figures["ingest_single_tx_per_server_core_s"] / figures["raw_verify_per_s_1core"], 3)
+    click.echo(json.dumps(figures)) if as_json else _print("HTTP ingestion", figures)
+
+
+@bench.command("all")
+@click.pass_context
+def bench_all(ctx):
+    """apply, then ingest."""
+    ctx.invoke(bench_apply_cmd, txs=20000, as_json=False)
+    ctx.invoke(bench_ingest_cmd, single=8000, batched=20000, port=18555, as_json=False)
