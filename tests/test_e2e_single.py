@@ -221,3 +221,23 @@ def test_kill_9_and_restart_lose_no_final_block(node):
     assert c.account("alice")["balance"] >= accounts_before["balance"]
     # and the chain goes on finalizing after the restart
     final(c, wallet("bob").transfer("alice", 1))
+
+
+def test_repeated_kill_9_under_load_keeps_final_history(node):
+    """kill -9 at arbitrary moments while txs stream in: every block once seen final keeps its id,
+    and the restarted node goes on finalizing."""
+    import random
+    c = Client(node.url)
+    seen_final: dict[int, str] = {}
+    rng = random.Random(7)
+    for round_ in range(3):
+        c.submit_batch([wallet("carol").transfer("bob", 1) for _ in range(200)])
+        time.sleep(rng.uniform(0.05, 0.6))
+        height = c.status()["final"]["height"]
+        for h in range(max(1, height - 20), height + 1):
+            seen_final[h] = c.block(str(h))["id"]
+        node.kill9()
+        node.start()
+        for h, block_id in seen_final.items():
+            assert c.block(str(h))["id"] == block_id, f"final block {h} changed after kill -9"
+    final(c, wallet("carol").transfer("bob", 1))
