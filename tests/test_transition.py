@@ -15,7 +15,7 @@ from state import schema
 from state import transition as T
 from state.kv import MemoryKV
 from state.view import Journal, Layer
-from tests.conftest import (BALANCE, CHAIN_ID, EXPIRES, MEMBERS, NOW_MS, STAKE, keypair, make_genesis,
+from tests.conftest import (BALANCE, CHAIN_ID, MEMBERS, NOW_MS, STAKE, keypair, make_genesis,
                             make_tx, node_keypair)
 
 
@@ -594,19 +594,22 @@ def test_layer_scan_merges_overlays_and_deletes():
 
 
 # ---------------------------------------------------------------------------------- properties
-SENDERS = ["alice", "bob", "carol", "dave", "erin", "zed"]
-REFS = ["alice/p0", "bob/p1", "carol/p2", "dave/p0"]
+SENDERS = ["alice", "bob", "carol", "dave"] * 2 + ["erin", "zed"]
 EVENTS = [None, event(), event(capacity=1), event(starts=NOW_MS + 10, ends=NOW_MS + 20)]
-ENVELOPES = ["ok"] * 6 + ["expired", "far", "wrong_chain", "bad_sig"]
+ENVELOPES = ["ok"] * 12 + ["expired", "far", "wrong_chain", "bad_sig"]
 
 ops = st.one_of(
-    st.tuples(st.just("post"), st.sampled_from(SENDERS), st.sampled_from(["p0", "p1", "p2"]),
-              st.sampled_from([None] + REFS), st.sampled_from(range(len(EVENTS)))),
-    st.tuples(st.just("vote_post"), st.sampled_from(SENDERS), st.sampled_from(REFS),
+    # a post has a fresh permlink or a reused one; a comment answers an earlier post or a missing one
+    st.tuples(st.just("post"), st.sampled_from(SENDERS), st.sampled_from(["new", "new", "new", "p0"]),
+              st.one_of(st.none(), st.none(), st.integers(-1, 30)), st.sampled_from([0, 1, 1, 2, 2, 3])),
+    st.tuples(st.just("vote_post"), st.sampled_from(SENDERS), st.integers(-1, 30),
               st.sampled_from([-10000, -1, 0, 7, 10000])),
     st.tuples(st.just("vote_producer"), st.sampled_from(SENDERS), st.sampled_from(["alice", "bob", "erin"]),
               st.booleans()),
-    st.tuples(st.just("attend"), st.sampled_from(SENDERS), st.sampled_from(REFS), st.booleans()),
+    # the event to attend is one of the posts built so far (or one that was never posted)
+    attends := st.tuples(st.just("attend"), st.sampled_from(SENDERS), st.integers(-1, 30),
+                         st.sampled_from([True, True, True, False])),
+    attends,  # twice: attendance needs an event post first, so it is drawn more often
     st.tuples(st.just("refer"), st.sampled_from(SENDERS), st.sampled_from(["erin", "frank", "bob"])),
     st.tuples(st.just("transfer"), st.sampled_from(SENDERS), st.sampled_from(["alice", "bob", "erin", "nobody"]),
               st.sampled_from([1, 999, BALANCE, 3 * BALANCE])),
@@ -619,7 +622,7 @@ ops = st.one_of(
 
 def build_txs(op_list, envelopes):
     """Deterministic signed txs for a list of ops (salt = position, so ids differ unless replayed)."""
-    txs = []
+    txs, posted = [], []
     for i, (op, env) in enumerate(zip(op_list, envelopes)):
         kind = op[0]
         if kind == "replay":
@@ -631,17 +634,20 @@ def build_txs(op_list, envelopes):
         if kind == "post":
             extra = {}
             if op[3] is not None:
-                extra["parent"] = op[3]
+                extra["parent"] = posted[op[3] % len(posted)] if posted and op[3] >= 0 else "dave/never"
             elif EVENTS[op[4]] is not None:
                 extra["event"] = EVENTS[op[4]]
-            body = post_body(op[2], **extra)
+            body = post_body(f"p{i}" if op[2] == "new" else op[2], **extra)
+            posted.append(f"{sender}/{body['permlink']}")
         elif kind == "vote_post":
-            kind, body = "vote", {"post": op[2], "weight": op[3]}
+            ref = posted[op[2] % len(posted)] if posted and op[2] >= 0 else "dave/never"
+            kind, body = "vote", {"post": ref, "weight": op[3]}
         elif kind == "vote_producer":
             kind, body = "vote", {"producer": op[2], "approve": op[3]}
         elif kind == "attend":
-            organizer = op[2].split("/")[0] if op[3] else "carol"
-            body = {"event": op[2], "ticket": ticket(organizer, op[2], sender)}
+            ref = posted[op[2] % len(posted)] if posted and op[2] >= 0 else "dave/never"
+            organizer = ref.split("/")[0] if op[3] else "carol"
+            body = {"event": ref, "ticket": ticket(organizer, ref, sender)}
         elif kind == "refer":
             body = {"new_account": op[2], "pubkey": keypair(op[2]).public_key}
         elif kind == "transfer":
@@ -679,9 +685,8 @@ def run(genesis, txs, only=None):
     return w, outcomes
 
 
-tx_sequences = st.integers(1, 30).flatmap(
-    lambda n: st.tuples(st.lists(ops, min_size=n, max_size=n), st.lists(st.sampled_from(ENVELOPES), min_size=n,
-                                                                           max_size=n)))
+tx_sequences = st.lists(st.tuples(ops, st.sampled_from(ENVELOPES)), min_size=8, max_size=40).map(
+    lambda pairs: ([p[0] for p in pairs], [p[1] for p in pairs]))
 GENESIS = make_genesis()
 
 
