@@ -14,6 +14,7 @@ from core.errors import InvalidBlock, InvalidVote, InvariantBroken
 from core.genesis import Genesis
 from core.types import Block, BlockHeader, Hash, Tx, Vote
 from consensus.quorum import notarization_quorum
+from consensus.schedule import ScheduleTable
 from state import schema, transition
 from state.kv import KVStore
 from state.view import Layer
@@ -93,6 +94,7 @@ class Chain:
             raise InvariantBroken(f"store check failed: final block {header.height} is missing")
         self.final = BlockNode(header, header.id, None, Layer(None, self.kv), None,
                                notarized=True, final=True)
+        self.schedules = ScheduleTable(self.kv, self.genesis)
         self.nodes = {self.final.id: self.final}
         self._reload_pending()
 
@@ -146,12 +148,16 @@ class Chain:
                 return node
             node = min(kids, key=lambda c: (c.slot, c.id))
 
-    def schedule(self) -> list[str]:
-        return [p.name for p in self.genesis.producers]
+    def schedule(self, slot: int | None = None) -> list[str]:
+        """The producers of `slot`'s epoch (default: the tip's), from the recorded elections."""
+        return list(self.schedules.for_slot(self.tip().slot if slot is None else slot))
 
     def producer_for_slot(self, slot: int) -> str:
-        sched = self.schedule()
-        return sched[slot % len(sched)]
+        return self.schedules.producer_for_slot(slot)
+
+    @property
+    def missed_slots(self) -> dict[str, int]:
+        return dict(self.schedules.missed)
 
     def producer_key(self, name: str) -> bytes | None:
         rec = transition.get_producer(self.final.layer, name)
@@ -166,6 +172,9 @@ class Chain:
         if loc is not None:
             return "final", loc[0], loc[1]
         return "unknown", None, None
+
+    def final_block_id(self, height: int) -> bytes | None:
+        return self.kv.get(schema.final_at_height_key(height))
 
     def final_block_bytes(self, height: int) -> bytes | None:
         block_id = self.kv.get(schema.final_at_height_key(height))
@@ -239,9 +248,11 @@ class Chain:
         Returns the block (not yet added), its state layer (for `add_block`, so our own block is not
         applied twice) and the rejected txs with their errors."""
         parent = self.head()
+        # a parent from a producer further ahead in finality than us already claims a higher one
+        final_height = max(self.final_height, parent.header.final_height)
         header_ctx = BlockHeader(self.genesis.chain_id, parent.height + 1, parent.id, slot,
                                  self.genesis.slot_start_ms(slot), producer, types.ZERO_HASH,
-                                 types.ZERO_HASH, self.final_height)
+                                 types.ZERO_HASH, final_height)
         ctx = transition.block_context(self.genesis, header_ctx)
         layer = Layer(parent.layer)
         included, rejected = [], []
@@ -257,7 +268,7 @@ class Chain:
         header = BlockHeader(header_ctx.chain_id, header_ctx.height, parent.id, slot,
                              header_ctx.timestamp_ms, producer,
                              types.merkle_root([t.id for t in included]), types.Hash(root),
-                             self.final_height)
+                             final_height)
         return Block.create(key, header, tuple(included)), layer, rejected
 
     # ------------------------------------------------------------------ votes and finality
@@ -271,7 +282,7 @@ class Chain:
         """Record a vote; returns the blocks that became final because of it (oldest first)."""
         if vote.chain_id != self.genesis.chain_id:
             raise InvalidVote("wrong_chain", "vote is for another chain")
-        if vote.voter not in self.schedule():
+        if vote.voter not in self.schedules.for_slot(vote.slot):
             raise InvalidVote("not_producer", f"{vote.voter} is not a scheduled producer")
         key = self.producer_key(vote.voter)
         if key is None or not vote.verify(key):
@@ -294,7 +305,7 @@ class Chain:
         if persist:
             self.kv.write({schema.votes_key(node.id): codec.pack_flat(
                 [v.to_list() for v in node.votes.values()])})
-        if not node.notarized and len(node.votes) >= notarization_quorum(len(self.schedule())):
+        if not node.notarized and len(node.votes) >= notarization_quorum(len(self.schedules.for_slot(node.slot))):
             node.notarized = True
             return self._finalize_from(node)
         return []
@@ -343,6 +354,8 @@ class Chain:
             puts[schema.final_at_height_key(b.height)] = b.id
             puts[schema.votes_key(b.id)] = codec.pack_flat([v.to_list() for v in b.votes.values()])
         puts[schema.FINAL_HEAD] = codec.pack_flat([target.header.to_list(), target.id])
+        schedule_puts, apply_schedule = self.schedules.on_commit(path, n)
+        puts.update(schedule_puts)
         keep = self._descendants(target)
         for node in self.nodes.values():
             if node is not self.final and (node in path or node not in keep):
@@ -350,6 +363,7 @@ class Chain:
             if node not in keep and node not in path and node is not self.final:
                 deletes.add(schema.votes_key(node.id))
         self.kv.write(puts, deletes)
+        apply_schedule()
         # the store now holds target's state: make target's layer the base and drop the rest
         for b in path:
             b.final = True

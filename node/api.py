@@ -19,6 +19,7 @@ from core import codec, types
 from core.errors import Malformed, ProtocolError
 from core.types import Tx
 from node.service import NodeService
+from p2p.routes import make_p2p_router
 from state import records, schema, transition
 
 log = logging.getLogger("api")
@@ -154,6 +155,7 @@ def create_app(service: NodeService) -> "FastSubmit":
     app = FastAPI(title="community-chain node", version="1", docs_url="/docs", redoc_url=None,
                   lifespan=lifespan)
     app.state.service = service
+    app.include_router(make_p2p_router(service))
 
     @app.exception_handler(ProtocolError)
     async def _protocol_error(request, exc: ProtocolError):
@@ -234,6 +236,7 @@ def create_app(service: NodeService) -> "FastSubmit":
         producers = [records.decode(records.ProducerRecord, v).to_json(k[len(schema.PRODUCER):].decode())
                      for k, v in layer.scan(schema.PRODUCER)]
         return json_response({"schedule": service.chain.schedule(), "producers": producers,
+                              "missed_slots": service.chain.missed_slots,
                               "evidence": service.chain.evidence})
 
     @app.get("/v1/status")

@@ -21,6 +21,7 @@ class NodeConfig:
     genesis: str = str(DEFAULT_GENESIS)
     key_file: str = ""  # producer key; empty = full node (no producing, no voting)
     peers: tuple = ()  # peer base URLs
+    peer_keys: dict = field(default_factory=dict)  # full node name -> node key hex, may push to us
     mempool_max_txs: int = 100_000
     mempool_max_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"

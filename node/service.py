@@ -3,6 +3,9 @@ loop, and keeps what wallets wait for (tx status, `wait=final`).
 
 Crash safety: the producer persists the slot it produced and the slot it voted in (synced writes)
 before anything leaves the process, so a restarted producer never signs twice in a slot.
+
+Every block, vote and tx that reaches this node (API, peer or sync) goes through the same methods
+here; what is new is relayed to the peers (never back to the peer it came from).
 """
 import asyncio
 import logging
@@ -16,15 +19,17 @@ from consensus.chain import Chain
 from core import codec
 from core.errors import InvalidBlock, InvalidTx, ProtocolError
 from core.genesis import load_genesis
-from core.types import Tx, Vote
+from core.types import Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
 from node.mempool import Mempool
 from node.store import LevelDBStore
+from p2p.gossip import Network
 from state import schema, transition
 from state.view import Layer
 
 log = logging.getLogger("node")
 REJECTED_MEMORY = 100_000
+MAX_ORPHAN_VOTES = 4096  # votes that arrived before their block, kept until it does
 
 
 def now_ms() -> int:
@@ -52,6 +57,8 @@ class NodeService:
         self.last_vote_slot = self._read_slot(schema.LAST_VOTE)
         self._task: asyncio.Task | None = None
         self.started_ms = now_ms()
+        self.orphan_votes: OrderedDict[bytes, list[tuple[Vote, str | None]]] = OrderedDict()
+        self.net = Network(self)
 
     # ------------------------------------------------------------------ persistence of own signing
     def _read_slot(self, key: bytes) -> int:
@@ -62,8 +69,9 @@ class NodeService:
         self.kv.write({key: codec.pack_flat(slot)})
 
     # ------------------------------------------------------------------ admission
-    def submit(self, tx: Tx) -> None:
-        """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error."""
+    def submit(self, tx: Tx, source: str | None = None) -> None:
+        """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error.
+        An admitted tx is queued for gossip to every peer but `source` (the peer it came from)."""
         if tx.id in self.mempool:
             raise InvalidTx("duplicate", "tx is already pending", status=409)
         status, _, _ = self.chain.tx_status(tx.id)
@@ -80,6 +88,7 @@ class NodeService:
                             self.chain.rules)
         self.mempool.add(tx)
         self.rejected.pop(tx.id, None)
+        self.net.queue_tx(tx.raw, exclude=source)
 
     def tx_status(self, tx_id: bytes) -> dict:
         status, height, index = self.chain.tx_status(tx_id)
@@ -143,24 +152,102 @@ class NodeService:
         self._persist_slot(schema.LAST_PRODUCED, slot)
         self.on_block(block, slot, own_layer=layer)
 
-    def on_block(self, block, now_slot: int, own_layer=None) -> None:
+    def decode_block(self, data: bytes) -> Block:
+        """Block bytes -> Block, reusing the decoded txs this node already holds in its mempool."""
+        def tx_decoder(raw: bytes) -> Tx:
+            return self.mempool.get(codec.sha256(raw)) or Tx.decode(raw)
+        return Block.decode(data, tx_decoder)
+
+    def import_block_bytes(self, data: bytes, source: str | None, relay: bool = True) -> bool:
+        """A block from a peer or from sync; True if it was new. Raises InvalidBlock; on an
+        unknown parent it also asks the network to sync."""
+        block = self.decode_block(data)
+        try:
+            return self.on_block(block, self.genesis.slot_at(now_ms()), source=source, relay=relay)
+        except InvalidBlock as e:
+            if e.code == "unknown_parent":
+                self.net.request_sync()
+            raise
+
+    def on_block(self, block: Block, now_slot: int, own_layer=None, source: str | None = None,
+                 relay: bool = True) -> bool:
+        """Attach a valid block, relay it, vote for it if we are scheduled; False if already known."""
+        if block.id in self.chain.nodes:
+            return False
         node = self.chain.add_block(block, now_slot, own_layer=own_layer)
+        if relay:
+            self.net.broadcast_block(block.encode(), exclude=source)
         for tx in block.txs:
             self._wake(tx.id, "included")
-        if self.producer_key is not None and self.producer_name in self.chain.schedule() \
-                and self.chain.should_vote(node, self.last_vote_slot):
-            self.last_vote_slot = node.slot
-            self._persist_slot(schema.LAST_VOTE, node.slot)
-            vote = Vote.create(self.producer_key, self.genesis.chain_id, node.id, node.height,
-                               node.slot, self.producer_name)
-            self.on_vote(vote)
+        self._maybe_vote(node, now_slot)
+        for vote, vote_source in self.orphan_votes.pop(block.id, ()):
+            try:
+                self.on_vote(vote, vote_source)
+            except ProtocolError as e:
+                log.debug("buffered vote dropped: %s", e)
+        return True
 
-    def on_vote(self, vote: Vote) -> None:
-        for node in self.chain.add_vote(vote):
-            ids = [tx.id for tx in node.block.txs]
+    def _maybe_vote(self, node, now_slot: int) -> None:
+        """Streamlet: vote once per slot, only in the current slot (a block of a slot already past
+        is history, e.g. during sync), for a block on a longest notarized chain. The vote slot is
+        persisted before the vote exists anywhere else."""
+        if (self.producer_key is None or node.slot < now_slot - 1
+                or self.producer_name not in self.chain.schedule(node.slot)
+                or not self.chain.should_vote(node, self.last_vote_slot)):
+            return
+        self.last_vote_slot = node.slot
+        self._persist_slot(schema.LAST_VOTE, node.slot)
+        vote = Vote.create(self.producer_key, self.genesis.chain_id, node.id, node.height,
+                           node.slot, self.producer_name)
+        self.on_vote(vote)
+
+    def on_vote(self, vote: Vote, source: str | None = None, relay: bool = True) -> None:
+        """Record a vote (raises InvalidVote), relay it if new, commit what became final. A vote
+        for a block not seen yet waits for it (bounded)."""
+        node = self.chain.nodes.get(vote.block_id)
+        if node is None and vote.height > self.chain.final_height:
+            self.orphan_votes.setdefault(vote.block_id, []).append((vote, source))
+            while sum(len(v) for v in self.orphan_votes.values()) > MAX_ORPHAN_VOTES:
+                self.orphan_votes.popitem(last=False)
+            return
+        is_new = node is not None and vote.voter not in node.votes
+        was_notarized = node is not None and node.notarized
+        finalized = self.chain.add_vote(vote)
+        if is_new and relay:
+            self.net.broadcast_vote(vote.encode(), exclude=source)
+        for final in finalized:
+            ids = [tx.id for tx in final.block.txs]
             self.mempool.remove(ids)
             for tx_id in ids:
                 self._wake(tx_id, "final")
+        if node is not None and node.notarized and not was_notarized:
+            # a block that arrived before its parent was notarized can be voted for now
+            now_slot = self.genesis.slot_at(now_ms())
+            for child in list(node.children):
+                self._maybe_vote(child, now_slot)
+
+    def sync_entries(self, start: int, count: int, max_bytes: int) -> tuple[int, list]:
+        """For a peer catching up: final blocks from `start` with their votes, then (if the range
+        reaches our final height) every non-final block with its votes, parents first."""
+        chain = self.chain
+        entries, size = [], 0
+        end = min(start + count, chain.final_height + 1)
+        for height in range(start, end):
+            block_id = chain.final_block_id(height)
+            raw = chain.final_block_bytes(height)
+            entries.append([block_id, raw, chain.final_block_votes(block_id)])
+            size += len(raw)
+            if size > max_bytes:
+                return chain.final_height, entries
+        if start + count > chain.final_height:
+            pending = sorted((n for n in chain.nodes.values() if not n.final), key=lambda n: n.height)
+            for node in pending:
+                raw = node.block.encode()
+                entries.append([node.id, raw, [v.to_list() for v in node.votes.values()]])
+                size += len(raw)
+                if size > max_bytes:
+                    break
+        return chain.final_height, entries
 
     async def run_producer(self) -> None:
         while True:
@@ -178,8 +265,10 @@ class NodeService:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run_producer())
+        self.net.start()
 
     async def stop(self) -> None:
+        await self.net.stop()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -194,8 +283,8 @@ class NodeService:
             "chain_id": self.genesis.chain_id, "genesis_hash": self.genesis.hash.hex(),
             "head": {"height": head.height, "id": head.id.hex(), "slot": head.slot},
             "final": {"height": final.height, "id": final.id.hex()},
-            "slot": self.genesis.slot_at(now_ms()), "peers": list(self.config.peers),
-            "syncing": False, "mempool": len(self.mempool), "producer": self.producer_name,
+            "slot": self.genesis.slot_at(now_ms()), "peers": self.net.status(),
+            "syncing": self.net.syncing, "mempool": len(self.mempool), "producer": self.producer_name,
             "schedule": self.chain.schedule(),
         }
 

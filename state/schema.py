@@ -66,3 +66,15 @@ def votes_key(block_id: bytes) -> bytes:
 
 def pending_block_key(height: int, block_id: bytes) -> bytes:
     return PENDING_BLOCK + height_bytes(height) + block_id
+
+# elections and liveness, written with the final block that triggers them (chain store, not state)
+SCHEDULE = C + b"sched/"
+MISSED = C + b"missed/"
+
+
+def schedule_key(epoch: int) -> bytes:
+    return SCHEDULE + height_bytes(epoch)
+
+
+def missed_key(name: str) -> bytes:
+    return MISSED + name.encode()

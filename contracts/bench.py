@@ -1,0 +1,99 @@
+"""Throughput of the VM and the cost of each default-rules hook (printed by the CLI's bench).
+
+This is the one module in contracts/ that reads a clock, and only to time itself: it uses
+`timeit.default_timer` unless a clock is injected. Nothing here runs during block application.
+"""
+from timeit import default_timer
+
+from contracts.compiler import compile_source
+from contracts.host import DictHost
+from contracts.rules import (DEFAULT_PARAMS, HOOK_FOR_KIND, HOOK_GAS_LIMITS, ROUND_HOOK,
+                             load_default_rules)
+from contracts.vm import Limits, prepare, run
+
+_SPIN = '''
+def spin(n):
+    total = 0
+    i = 0
+    while i < n:
+        total = total + i % 7
+        i += 1
+    return total
+'''
+_SPIN_LIMITS = Limits(max_steps=100_000_000)
+
+
+def _timed(clock, fn):
+    start = clock()
+    value = fn()
+    return value, clock() - start
+
+
+def _instructions_per_second(clock, loop_iterations: int) -> dict:
+    code = compile_source(_SPIN)
+    result, seconds = _timed(clock, lambda: run(code, "spin", [loop_iterations], DictHost(),
+                                                10 ** 12, limits=_SPIN_LIMITS))
+    return {"instructions": result.steps, "seconds": round(seconds, 4),
+            "instructions_per_second": int(result.steps / seconds) if seconds > 0 else 0}
+
+
+def _hook(clock, code, host, kind_or_round, sender=None, body=None, args=()) -> dict:
+    """Run one hook as the chain would and report its time, gas and steps."""
+    if sender is not None:
+        host.set_tx(kind_or_round, sender, body)
+    hook = HOOK_FOR_KIND.get(kind_or_round, kind_or_round)
+    result, seconds = _timed(clock, lambda: run(code, hook, list(args), host, HOOK_GAS_LIMITS[hook]))
+    return {"ms": round(seconds * 1000, 3), "gas": result.gas_used, "steps": result.steps}
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Median time, worst time, worst gas and steps of many calls of one hook."""
+    times = sorted(r["ms"] for r in runs)
+    return {"ms": times[len(times) // 2], "ms_max": times[-1], "calls": len(runs),
+            "gas": max(r["gas"] for r in runs), "steps": max(r["steps"] for r in runs)}
+
+
+def _post_body(permlink: str) -> dict:
+    return {"permlink": permlink, "title": "", "body": "", "tags": []}
+
+
+def _rules_hooks(clock, posts: int, voters: int) -> dict:
+    """Each hook on a community of `voters` members (on_post and on_vote: over all calls),
+    then on_round paying `posts` posts that each drew `voters` votes: the worst case when
+    posts = payouts_per_round and voters = max_votes_per_post."""
+    code = load_default_rules()
+    prepare(code)  # decode and verify outside the timings, as a running node has done long before
+    params = dict(DEFAULT_PARAMS, payouts_per_round=posts, max_votes_per_post=voters)
+    host = DictHost(params=params)
+    names = [f"member-{i:04d}" for i in range(voters)]
+    for name in names:
+        host.add_account(name, stake=1_000_000)
+    host.add_account("newcomer", referrer=names[0])
+    host.set_block(1, 1_000)
+    timings = {"on_refer": _hook(clock, code, host, "refer", names[0],
+                                 {"new_account": "newcomer", "pubkey": bytes(32)})}
+    authors = ["newcomer"] + [names[p % voters] for p in range(1, posts)]
+    timings["on_post"] = _summary([_hook(clock, code, host, "post", author, _post_body(f"post-{p}"))
+                                  for p, author in enumerate(authors)])
+    timings["on_vote"] = _summary([
+        _hook(clock, code, host, "vote", voter, {"post": f"{author}/post-{p}", "weight": 10_000})
+        for p, author in enumerate(authors) for voter in names])
+    timings["on_attend"] = _hook(clock, code, host, "attend", names[1],
+                                 {"event": "newcomer/post-0", "ticket": bytes(64)})
+    host.set_block(2, 1_000 + params["payout_window_ms"])
+    timings[ROUND_HOOK] = dict(_hook(clock, code, host, ROUND_HOOK, args=[1]),
+                               posts=posts, votes=posts * voters)
+    return timings
+
+
+def bench_vm(clock=None, *, loop_iterations: int = 50_000, posts: int | None = None,
+             voters: int | None = None) -> dict:
+    """{"vm": instructions/s of a tight loop, "hooks": per hook {"ms", "gas", "steps", ...}}.
+
+    By default on_round is measured at its worst case under DEFAULT_PARAMS.
+    """
+    clock = clock or default_timer
+    posts = DEFAULT_PARAMS["payouts_per_round"] if posts is None else posts
+    voters = DEFAULT_PARAMS["max_votes_per_post"] if voters is None else voters
+    return {"vm": _instructions_per_second(clock, loop_iterations),
+            "hooks": _rules_hooks(clock, posts, voters)}

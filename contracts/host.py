@@ -1,0 +1,246 @@
+"""The host API: the only way a contract touches the world.
+
+`Host` is the interface the chain implements over its state. `Journal` wraps any Host and buffers
+every write (storage, awards, events) until `commit()`, which is how a failed call leaves nothing
+behind. `DictHost` is an in-memory Host for tests, tools and golden vectors.
+"""
+from typing import Protocol
+
+from contracts.errors import VMFault
+from contracts.values import INT_MAX, decode_value, encode_value
+
+DIMENSIONS = ("content", "behaviour", "relationship")
+MAX_KEY_BYTES = 256
+MAX_VALUE_BYTES = 16 * 1024
+MAX_EVENT_BYTES = 4 * 1024
+MAX_EVENT_NAME = 64
+MAX_EVENTS = 64
+
+
+class Host(Protocol):
+    """What the chain offers a contract. Values in and out are plain Python values of VM types
+    (int, bytes, str, bool, None, list, dict); the VM copies and validates everything it reads,
+    so a host may return its own objects."""
+
+    def tx(self) -> dict:
+        """The tx being applied: {"kind": str, "sender": str, "id": bytes, "body": dict}."""
+
+    def block(self) -> dict:
+        """The block being applied: {"height": int, "slot": int, "timestamp": int (ms)}."""
+
+    def storage_get(self, key: bytes):
+        """The contract's own stored value under key, or None."""
+
+    def storage_set(self, key: bytes, value) -> None:
+        """Store a VM value (the host keeps it as `encode_value(value)`)."""
+
+    def storage_delete(self, key: bytes) -> None:
+        """Remove key; removing a missing key does nothing."""
+
+    def account(self, name: str) -> dict | None:
+        """{"name", "balance", "stake", "referrer", "joined_height", "content", "behaviour",
+        "relationship"} or None if there is no such account."""
+
+    def post(self, author: str, permlink: str) -> dict | None:
+        """{"author", "permlink", "parent", "is_event", "created_height", "created_at",
+        "net_votes", ...} or None."""
+
+    def param(self, name: str) -> int:
+        """A chain/rules parameter; unknown names raise VMFault("unknown_param")."""
+
+    def award(self, account: str, dimension: str, amount: int) -> None:
+        """Pay amount (milli-units) to account from the dimension's reward pool. Called only with
+        an existing account, a dimension in DIMENSIONS and amount >= 0 (the Journal checks), so it
+        must not fail: when the pool holds less, it pays what the pool has."""
+
+    def emit(self, name: str, data: dict) -> None:
+        """Record an event in the tx's receipt."""
+
+
+def check_key(key) -> bytes:
+    if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_BYTES:
+        raise VMFault("bad_storage_key", f"storage keys are 1..{MAX_KEY_BYTES} bytes")
+    return key
+
+
+class Journal:
+    """A Host that reads through to another Host and buffers all writes until commit().
+
+    Reads see the buffered writes (read-your-writes). Every write is validated when it is made,
+    so commit() cannot fail half-way: it applies the final value of each written key in sorted
+    key order, then the awards and events in the order they were made.
+    """
+
+    def __init__(self, host: Host):
+        self.host = host
+        self.writes: dict[bytes, bytes | None] = {}
+        self.awards: list[tuple[str, str, int]] = []
+        self._events: list[tuple[str, bytes]] = []
+
+    def tx(self) -> dict:
+        return self.host.tx()
+
+    def block(self) -> dict:
+        return self.host.block()
+
+    def account(self, name: str) -> dict | None:
+        return self.host.account(name)
+
+    def post(self, author: str, permlink: str) -> dict | None:
+        return self.host.post(author, permlink)
+
+    def param(self, name: str) -> int:
+        return self.host.param(name)
+
+    def storage_get(self, key: bytes):
+        if check_key(key) in self.writes:
+            blob = self.writes[key]
+            return None if blob is None else decode_value(blob)
+        return self.host.storage_get(key)
+
+    def storage_set(self, key: bytes, value) -> None:
+        self.put_encoded(key, encode_value(value))
+
+    def put_encoded(self, key: bytes, blob: bytes) -> None:
+        """storage_set for a value already encoded with `encode_value` (the VM measures it first)."""
+        if len(blob) > MAX_VALUE_BYTES:
+            raise VMFault("storage_value_too_large", f"{len(blob)} bytes, the limit is {MAX_VALUE_BYTES}")
+        self.writes[check_key(key)] = blob
+
+    def storage_delete(self, key: bytes) -> None:
+        self.writes[check_key(key)] = None
+
+    def award(self, account: str, dimension: str, amount: int) -> None:
+        if dimension not in DIMENSIONS:
+            raise VMFault("bad_award", f"dimension must be one of {', '.join(DIMENSIONS)}")
+        if type(amount) is not int or not 0 <= amount <= INT_MAX:
+            raise VMFault("bad_award", "amount must be a non-negative integer (milli-units)")
+        if type(account) is not str or self.host.account(account) is None:
+            raise VMFault("unknown_account", f"no account {account!r}")
+        self.awards.append((account, dimension, amount))
+
+    def emit(self, name: str, data: dict) -> None:
+        if type(data) is not dict:
+            raise VMFault("bad_event", "event data is a map")
+        self.emit_encoded(name, encode_value(data))
+
+    def emit_encoded(self, name: str, blob: bytes) -> None:
+        """emit for a map already encoded with `encode_value` (the VM checks and measures it first)."""
+        if type(name) is not str or not 0 < len(name) <= MAX_EVENT_NAME:
+            raise VMFault("bad_event", f"event names are 1..{MAX_EVENT_NAME} characters")
+        if len(blob) > MAX_EVENT_BYTES:
+            raise VMFault("bad_event", f"event data is {len(blob)} bytes, the limit is {MAX_EVENT_BYTES}")
+        if len(self._events) >= MAX_EVENTS:
+            raise VMFault("too_many_events", f"at most {MAX_EVENTS} events per call")
+        self._events.append((name, blob))
+
+    @property
+    def events(self) -> list[tuple[str, dict]]:
+        return [(name, decode_value(blob)) for name, blob in self._events]
+
+    def commit(self) -> None:
+        """Apply every buffered write to the wrapped host, then forget them."""
+        for key in sorted(self.writes):
+            blob = self.writes[key]
+            if blob is None:
+                self.host.storage_delete(key)
+            else:
+                self.host.storage_set(key, decode_value(blob))
+        for account, dimension, amount in self.awards:
+            self.host.award(account, dimension, amount)
+        for name, data in self.events:
+            self.host.emit(name, data)
+        self.discard()
+
+    def discard(self) -> None:
+        """Forget every buffered write."""
+        self.writes = {}
+        self.awards = []
+        self._events = []
+
+
+class DictHost:
+    """An in-memory Host: parameters, accounts, posts, pools and storage in dicts.
+
+    Awards move amounts from `pools[dimension]` to the account's dimension total (capped by the
+    pool) and are recorded in `awards`; events in `events`. Storage holds encoded bytes, as a
+    real host does.
+    """
+
+    def __init__(self, *, params: dict | None = None, pools: dict | None = None):
+        self.params = dict(params or {})
+        self.pools = dict(pools) if pools is not None else {d: 10 ** 15 for d in DIMENSIONS}
+        self.accounts: dict[str, dict] = {}
+        self.posts: dict[tuple[str, str], dict] = {}
+        self.storage: dict[bytes, bytes] = {}
+        self.awards: list[tuple[str, str, int]] = []
+        self.events: list[tuple[str, dict]] = []
+        self.current_tx = {"kind": "", "sender": "", "id": b"", "body": {}}
+        self.current_block = {"height": 0, "slot": 0, "timestamp": 0}
+
+    def set_tx(self, kind: str, sender: str, body: dict, tx_id: bytes = b"\x00" * 32) -> None:
+        self.current_tx = {"kind": kind, "sender": sender, "id": tx_id, "body": body}
+
+    def set_block(self, height: int, timestamp: int, slot: int | None = None) -> None:
+        self.current_block = {"height": height, "slot": height if slot is None else slot,
+                              "timestamp": timestamp}
+
+    def add_account(self, name: str, *, balance: int = 0, stake: int = 0,
+                    referrer: str | None = None, joined_height: int = 0) -> dict:
+        self.accounts[name] = {"name": name, "balance": balance, "stake": stake,
+                               "referrer": referrer, "joined_height": joined_height,
+                               "content": 0, "behaviour": 0, "relationship": 0}
+        return self.accounts[name]
+
+    def add_post(self, author: str, permlink: str, *, parent: str | None = None,
+                 is_event: bool = False, created_height: int = 0, created_at: int = 0) -> dict:
+        self.posts[(author, permlink)] = {
+            "author": author, "permlink": permlink, "parent": parent, "is_event": is_event,
+            "created_height": created_height, "created_at": created_at, "net_votes": 0}
+        return self.posts[(author, permlink)]
+
+    def snapshot(self) -> dict:
+        """Everything a contract call could change, as plain values (for before/after checks)."""
+        return {"storage": dict(self.storage), "pools": dict(self.pools),
+                "accounts": {n: dict(a) for n, a in self.accounts.items()},
+                "awards": list(self.awards), "events": list(self.events)}
+
+    def storage_values(self) -> dict:
+        """Storage decoded: key -> value."""
+        return {k: decode_value(v) for k, v in sorted(self.storage.items())}
+
+    def tx(self) -> dict:
+        return self.current_tx
+
+    def block(self) -> dict:
+        return self.current_block
+
+    def storage_get(self, key: bytes):
+        blob = self.storage.get(key)
+        return None if blob is None else decode_value(blob)
+
+    def storage_set(self, key: bytes, value) -> None:
+        self.storage[key] = encode_value(value)
+
+    def storage_delete(self, key: bytes) -> None:
+        self.storage.pop(key, None)
+
+    def account(self, name: str) -> dict | None:
+        return self.accounts.get(name)
+
+    def post(self, author: str, permlink: str) -> dict | None:
+        return self.posts.get((author, permlink))
+
+    def param(self, name: str) -> int:
+        if name not in self.params:
+            raise VMFault("unknown_param", f"no parameter {name!r}")
+        return self.params[name]
+
+    def award(self, account: str, dimension: str, amount: int) -> None:
+        paid = min(amount, self.pools[dimension])
+        self.pools[dimension] -= paid
+        self.accounts[account][dimension] += paid
+        self.awards.append((account, dimension, paid))
+
+    def emit(self, name: str, data: dict) -> None:
+        self.events.append((name, data))

@@ -1,0 +1,171 @@
+"""The VM's values and their canonical bytes.
+
+Values are int (signed 128-bit), bytes, str, bool, None, lists and maps with int/bytes/str keys.
+`bool` is never an int here (1 == True is false in the VM), so type checks use `type(v) is int`.
+Maps are plain dicts, but nothing ever iterates them in insertion order: every walk goes through
+`sorted_keys`, which orders ints < bytes < str and each by value.
+
+Memory is accounted with a fixed size model (`alloc_size`): 8 bytes of header per object plus the
+payload of strings, 8 bytes per list slot and 16 per map entry. It is approximate but identical on
+every node, which is what metering needs.
+"""
+import msgpack
+
+from contracts.errors import VMFault
+
+INT_MIN = -(1 << 127)
+INT_MAX = (1 << 127) - 1
+MAX_DEPTH = 32
+MAX_CONTAINER_LEN = 4096
+BIG_INT_EXT = 1
+
+_MSGPACK_MIN = -(1 << 63)
+_MSGPACK_MAX = (1 << 64) - 1
+_KEY_RANK = {int: 0, bytes: 1, str: 2}
+_SCALARS = frozenset({int, str, bytes, bool, type(None)})
+
+
+def is_key(v) -> bool:
+    """True if v may be a map key (int, bytes or str; never bool)."""
+    return type(v) in _KEY_RANK
+
+
+def is_scalar(v) -> bool:
+    return type(v) in _SCALARS
+
+
+def key_order(k):
+    """Sort key giving the one canonical order of map keys: ints, then bytes, then str."""
+    return (_KEY_RANK[type(k)], k)
+
+
+def sorted_keys(d: dict) -> list:
+    return sorted(d, key=key_order)
+
+
+def check_int(v: int) -> int:
+    """v itself, or an `int_overflow` fault outside signed 128 bits."""
+    if INT_MIN <= v <= INT_MAX:
+        return v
+    raise VMFault("int_overflow", "integer result outside signed 128-bit range")
+
+
+def check_text(s: str) -> str:
+    """s itself, or a `bad_value` fault if it cannot be UTF-8 (lone surrogates)."""
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise VMFault("bad_value", "text is not valid UTF-8") from None
+    return s
+
+
+def alloc_size(v) -> int:
+    """Bytes charged for allocating v itself (not its elements, which were charged when made)."""
+    t = type(v)
+    if t is str or t is bytes:
+        return 8 + len(v)
+    if t is list:
+        return 8 + 8 * len(v)
+    if t is dict:
+        return 8 + 16 * len(v)
+    return 0
+
+
+def check_len(n: int) -> None:
+    if n > MAX_CONTAINER_LEN:
+        raise VMFault("container_too_long", f"{n} elements, the limit is {MAX_CONTAINER_LEN}")
+
+
+def _bad(v) -> VMFault:
+    return VMFault("bad_value", f"{type(v).__name__} is not a VM value")
+
+
+def import_value(v, depth: int = 0) -> tuple[object, int]:
+    """A private copy of a value coming from outside (host, arguments) and its total alloc size.
+
+    Tuples become lists. Anything that is not a VM value is a `bad_value` fault.
+    """
+    if depth > MAX_DEPTH:
+        raise VMFault("value_too_deep", f"values nest at most {MAX_DEPTH} deep")
+    t = type(v)
+    if t is int:
+        return check_int(v), 0
+    if t is bool or v is None:
+        return v, 0
+    if t is str:
+        return check_text(v), 8 + len(v)
+    if t is bytes:
+        return v, 8 + len(v)
+    if t is list or t is tuple:
+        check_len(len(v))
+        out, size = [], 8 + 8 * len(v)
+        for item in v:
+            copy, n = import_value(item, depth + 1)
+            out.append(copy)
+            size += n
+        return out, size
+    if t is dict:
+        check_len(len(v))
+        out, size = {}, 8 + 16 * len(v)
+        for k in sorted_keys(_checked_keys(v)):
+            copy, n = import_value(v[k], depth + 1)
+            out[k] = copy
+            size += n + alloc_size(k)
+        return out, size
+    raise _bad(v)
+
+
+def _checked_keys(d: dict) -> dict:
+    for k in d:
+        if not is_key(k):
+            raise VMFault("bad_value", f"map key of type {type(k).__name__}")
+    return d
+
+
+def _packable(v, depth: int):
+    """v rebuilt for msgpack: maps in canonical key order, big ints as extension 1."""
+    if depth > MAX_DEPTH:
+        raise VMFault("value_too_deep", f"values nest at most {MAX_DEPTH} deep")
+    t = type(v)
+    if t is int:
+        check_int(v)
+        if _MSGPACK_MIN <= v <= _MSGPACK_MAX:
+            return v
+        return msgpack.ExtType(BIG_INT_EXT, v.to_bytes(16, "big", signed=True))
+    if t is str:
+        return check_text(v)
+    if t is bool or t is bytes or v is None:
+        return v
+    if t is list or t is tuple:
+        check_len(len(v))
+        return [_packable(item, depth + 1) for item in v]
+    if t is dict:
+        check_len(len(v))
+        return {_packable(k, depth + 1): _packable(v[k], depth + 1)
+                for k in sorted_keys(_checked_keys(v))}
+    raise _bad(v)
+
+
+def encode_value(v) -> bytes:
+    """Canonical msgpack bytes of a VM value (how storage values and events are stored)."""
+    return msgpack.packb(_packable(v, 0), use_bin_type=True)
+
+
+def _ext_hook(code: int, data: bytes):
+    if code != BIG_INT_EXT or len(data) != 16:
+        raise ValueError(f"unknown msgpack extension {code}")
+    return int.from_bytes(data, "big", signed=True)
+
+
+def decode_value(blob: bytes):
+    """The value encoded by `encode_value`; `bad_value` for anything else, non-canonical bytes included."""
+    try:
+        v = msgpack.unpackb(blob, raw=False, strict_map_key=False, use_list=True,
+                            ext_hook=_ext_hook, timestamp=0)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise VMFault("bad_value", f"undecodable value: {type(e).__name__}") from None
+    if encode_value(v) != blob:
+        raise VMFault("bad_value", "value bytes are not canonical")
+    return v

@@ -1,0 +1,257 @@
+"""Outbound gossip and catch-up sync.
+
+One httpx.AsyncClient per peer, two lanes per peer: consensus messages (blocks, votes) sent one at
+a time in order, so a block always precedes the votes for it; and transactions, batched (flushed
+every FLUSH_S or TX_BATCH txs). Each queue is capped, so a slow or dead peer costs bounded memory;
+a peer that does not answer is skipped until its status answers again (it catches up by sync).
+
+Sync: every SYNC_INTERVAL_S the peers' `/v1/status` is read; when a peer is ahead, final blocks
+with their votes, then the peer's non-final blocks, are pulled in batches and handed to the node
+service, which validates each block and finalizes only by its own vote count.
+"""
+import asyncio
+import logging
+import time
+from collections import deque
+
+import httpx
+import msgpack
+
+from core.errors import InvalidBlock, InvalidVote, Malformed, ProtocolError
+from core.types import Vote
+from p2p.envelope import PeerGuard, is_penalized, seal
+
+log = logging.getLogger("p2p")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per gossip request otherwise
+FLUSH_S = 0.05
+TX_BATCH = 500
+MAX_QUEUED_TXS = 50_000
+MAX_QUEUED_MSGS = 2_000
+SYNC_INTERVAL_S = 0.5
+SYNC_BATCH = 64
+SYNC_LAG = 2  # more blocks behind than this and the node reports `syncing`
+TIMEOUT = httpx.Timeout(5.0, connect=1.0)
+SYNC_TIMEOUT = httpx.Timeout(30.0, connect=1.0)
+MSGPACK = {"content-type": "application/msgpack"}
+
+
+class Peer:
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT)
+        self.name: str | None = None  # learned from its status; used to avoid echoes
+        self.head = self.final = -1
+        self.ok = False
+        self.txs: list[bytes] = []
+        self.msgs: deque = deque(maxlen=MAX_QUEUED_MSGS)
+        self.has_msgs = asyncio.Event()
+        self.dropped = 0
+
+    def to_json(self) -> dict:
+        return {"url": self.url, "name": self.name, "up": self.ok, "head": self.head,
+                "final": self.final}
+
+
+class Network:
+    """The node's peers: outbound queues, status polling and catch-up sync."""
+
+    def __init__(self, service):
+        self.service = service
+        self.chain_id = service.genesis.chain_id
+        self.peer_keys = {n: bytes.fromhex(k) for n, k in service.config.peer_keys.items()}
+        self.guard = PeerGuard()
+        self.ip_guard = PeerGuard(msgs_per_s=4000, bytes_per_s=256e6)
+        self.peers: list[Peer] = []
+        self.syncing = False
+        self._tasks: list[asyncio.Task] = []
+        self._sync_now: asyncio.Event | None = None
+        self._forced = False
+
+    # ------------------------------------------------------------------ identity
+    def key_of(self, name: str) -> bytes | None:
+        """The node key a message from `name` must be signed with: a registered producer's key
+        from final state, or a configured full node's."""
+        return self.service.chain.producer_key(name) or self.peer_keys.get(name)
+
+    def _can_send(self) -> bool:
+        return self.service.producer_key is not None and bool(self.peers)
+
+    def _seal(self, kind: str, body: bytes) -> bytes:
+        return seal(self.service.producer_key, self.chain_id, kind, self.service.producer_name, body)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.peers = [Peer(u) for u in self.service.config.peers]
+        self._sync_now = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for peer in self.peers:
+            self._tasks.append(loop.create_task(self._msg_loop(peer)))
+            self._tasks.append(loop.create_task(self._tx_loop(peer)))
+        if self.peers:
+            self._tasks.append(loop.create_task(self._sync_loop()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for peer in self.peers:
+            await peer.client.aclose()
+
+    def status(self) -> list[dict]:
+        return [p.to_json() for p in self.peers]
+
+    # ------------------------------------------------------------------ outbound
+    def _targets(self, exclude: str | None):
+        return [p for p in self.peers if p.ok and (exclude is None or p.name != exclude)]
+
+    def queue_tx(self, raw: bytes, exclude: str | None = None) -> None:
+        if not self._can_send():
+            return
+        for peer in self._targets(exclude):
+            if len(peer.txs) < MAX_QUEUED_TXS:
+                peer.txs.append(raw)
+            else:
+                peer.dropped += 1
+
+    def _broadcast(self, path: str, kind: str, body: bytes, exclude: str | None) -> None:
+        if not self._can_send():
+            return
+        envelope = self._seal(kind, body)
+        for peer in self._targets(exclude):
+            peer.msgs.append((path, envelope))
+            peer.has_msgs.set()
+
+    def broadcast_block(self, block_bytes: bytes, exclude: str | None = None) -> None:
+        self._broadcast("/p2p/block", "block", block_bytes, exclude)
+
+    def broadcast_vote(self, vote_bytes: bytes, exclude: str | None = None) -> None:
+        self._broadcast("/p2p/vote", "vote", vote_bytes, exclude)
+
+    def request_sync(self) -> None:
+        """Pull from peers now, even from one only a block ahead (we saw a block we cannot attach)."""
+        self._forced = True
+        if self._sync_now is not None:
+            self._sync_now.set()
+
+    async def _post(self, peer: Peer, path: str, data: bytes) -> None:
+        try:
+            r = await peer.client.post(path, content=data, headers=MSGPACK)
+            if r.status_code >= 400 and r.status_code not in (409, 429):
+                log.debug("peer %s answered %s to %s: %s", peer.url, r.status_code, path, r.text[:200])
+        except httpx.HTTPError as e:
+            log.info("peer %s unreachable (%s); skipping it until it answers", peer.url, type(e).__name__)
+            self._mark_down(peer)
+
+    def _mark_down(self, peer: Peer) -> None:
+        peer.ok = False
+        peer.msgs.clear()
+        peer.txs = []
+
+    async def _msg_loop(self, peer: Peer) -> None:
+        while True:
+            await peer.has_msgs.wait()
+            while peer.msgs:
+                path, data = peer.msgs.popleft()
+                await self._post(peer, path, data)
+            peer.has_msgs.clear()
+
+    async def _tx_loop(self, peer: Peer) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            while peer.txs:
+                batch, peer.txs = peer.txs[:TX_BATCH], peer.txs[TX_BATCH:]
+                await self._post(peer, "/p2p/txs", self._seal("txs", msgpack.packb(batch)))
+
+    # ------------------------------------------------------------------ status and sync
+    async def _poll(self, peer: Peer) -> None:
+        try:
+            r = await peer.client.get("/v1/status")
+            doc = r.json()
+            if doc["genesis_hash"] != self.service.genesis.hash.hex():
+                raise ValueError("peer runs another chain")
+            peer.name, peer.head, peer.final = doc.get("producer"), doc["head"]["height"], doc["final"]["height"]
+            peer.ok = True
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            self._mark_down(peer)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.gather(*[self._poll(p) for p in self.peers])
+            try:
+                await self._catch_up()
+            except (httpx.HTTPError, ProtocolError) as e:
+                log.info("sync round failed: %s", e)
+            self._sync_now.clear()
+            try:
+                await asyncio.wait_for(self._sync_now.wait(), SYNC_INTERVAL_S)
+            except asyncio.TimeoutError:
+                pass
+
+    def _ahead(self, margin: int) -> list[Peer]:
+        """Peers ahead of us by more than `margin` blocks (gossip fills a gap of one by itself)."""
+        chain = self.service.chain
+        final, tip = chain.final_height + margin, chain.tip().height + margin
+        return sorted((p for p in self.peers if p.ok and not self.guard.is_banned(p.name or p.url)
+                       and (p.final > final or p.head > tip)), key=lambda p: -p.final)
+
+    async def _catch_up(self) -> None:
+        ahead = self._ahead(0 if self._forced else 1)
+        self._forced = False
+        chain = self.service.chain
+        self.syncing = bool(ahead) and ahead[0].final > chain.final_height + SYNC_LAG
+        if not ahead:
+            return
+        peer = ahead[0]
+        started, t0 = chain.final_height, time.monotonic()
+        while True:
+            before = (chain.final_height, chain.tip().height)
+            r = await peer.client.get("/p2p/blocks", params={"from": chain.final_height + 1,
+                                                              "count": SYNC_BATCH}, timeout=SYNC_TIMEOUT)
+            if r.status_code != 200:
+                return
+            peer_final, entries = self._parse(r.content, peer)
+            peer.final = max(peer.final, peer_final)
+            self._apply(entries, peer)
+            if (chain.final_height, chain.tip().height) == before or chain.final_height >= peer.final:
+                break
+            self.syncing = peer.final > chain.final_height + SYNC_LAG
+            await asyncio.sleep(0)  # let the API and gossip run between batches
+        if chain.final_height > started + SYNC_BATCH:
+            log.info("synced final height %d -> %d from %s in %.1fs", started, chain.final_height,
+                     peer.url, time.monotonic() - t0)
+        self.syncing = peer.final > chain.final_height + SYNC_LAG
+
+    def _parse(self, data: bytes, peer: Peer) -> tuple[int, list]:
+        try:
+            final, entries = msgpack.unpackb(data, raw=False)
+            if type(final) is not int or type(entries) is not list:
+                raise ValueError("shape")
+            return final, entries
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            self.guard.penalize(peer.name or peer.url)
+            raise Malformed("malformed", f"sync answer of {peer.url} is not [final, entries]") from None
+
+    def _apply(self, entries: list, peer: Peer) -> None:
+        """Hand each fetched block, then its votes, to the service; ban the peer on invalid data."""
+        who = peer.name or peer.url
+        for entry in entries:
+            try:
+                if (type(entry) is not list or len(entry) != 3 or type(entry[0]) is not bytes
+                        or type(entry[1]) is not bytes or type(entry[2]) is not list):
+                    raise Malformed("malformed", "a sync entry is [block_id, block, votes]")
+                if entry[0] not in self.service.chain.nodes:  # known blocks are not decoded again
+                    self.service.import_block_bytes(entry[1], source=None, relay=False)
+                for v in entry[2]:
+                    try:
+                        self.service.on_vote(Vote.from_list(v), source=None, relay=False)
+                    except InvalidVote as e:
+                        if is_penalized(e):
+                            raise
+            except (InvalidBlock, InvalidVote, Malformed) as e:
+                if is_penalized(e):
+                    log.warning("peer %s sent invalid sync data (%s); ignoring it for a while", peer.url, e)
+                    self.guard.penalize(who)
+                    return
+                if e.code == "unknown_parent":
+                    return

@@ -1,0 +1,115 @@
+"""The `/p2p/` endpoints. Pushes (txs, block, vote) must come in an envelope signed by a known node
+key; they are checked against a per-IP limit before the signature is verified and a per-sender
+limit after it. A sender caught sending invalid data is ignored for a while. `GET /p2p/blocks`
+serves public data (final blocks with their votes, then the non-final tree) for catch-up sync.
+"""
+import json
+
+import msgpack
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from core import types
+from core.errors import InvalidBlock, InvalidTx, InvalidVote, Malformed, ProtocolError
+from core.types import Tx, Vote
+from p2p.envelope import is_penalized, open_envelope
+
+MAX_TXS_BODY = 12 * 1024 * 1024
+MAX_TXS_PER_BATCH = 1000
+MAX_BLOCK_BODY = types.MAX_BLOCK_BYTES + 1024
+MAX_VOTE_BODY = 2048
+MAX_SYNC_COUNT = 256
+MAX_SYNC_BYTES = 16 * 1024 * 1024
+
+
+def _json(body, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status_code=status,
+                    media_type="application/json")
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Malformed("too_large", f"body > limit {limit} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def make_p2p_router(service) -> APIRouter:
+    router = APIRouter(prefix="/p2p")
+    net = service.net
+    chain_id = service.genesis.chain_id
+
+    async def receive(request: Request, kind: str, limit: int) -> tuple[str, bytes]:
+        host = request.client.host if request.client else "?"
+        net.ip_guard.admit("ip:" + host, 0)
+        data = await _read(request, limit)
+        sender, body = open_envelope(data, chain_id, kind, net.key_of)
+        net.guard.admit(sender, len(data))
+        return sender, body
+
+    def punish(sender: str, err: ProtocolError) -> None:
+        if is_penalized(err):
+            net.guard.penalize(sender)
+            raise err
+
+    @router.post("/txs")
+    async def post_txs(request: Request):
+        sender, body = await receive(request, "txs", MAX_TXS_BODY)
+        try:
+            raws = msgpack.unpackb(body)
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            raws = None
+        if type(raws) is not list or len(raws) > MAX_TXS_PER_BATCH or not all(type(r) is bytes for r in raws):
+            punish(sender, Malformed("malformed", f"txs is a msgpack array of <= {MAX_TXS_PER_BATCH} signed txs"))
+        accepted = 0
+        for raw in raws:
+            try:
+                tx = Tx.decode(raw)
+            except (Malformed, InvalidTx) as e:  # static checks: no honest node relays such a tx
+                net.guard.penalize(sender)
+                raise Malformed(e.code, f"tx in batch: {e.message}") from None
+            try:
+                service.submit(tx, source=sender)
+                accepted += 1
+            except ProtocolError:
+                continue  # duplicate, expired, unfunded...: state differs between honest nodes
+        return _json({"accepted": accepted}, 202)
+
+    @router.post("/block")
+    async def post_block(request: Request):
+        sender, body = await receive(request, "block", MAX_BLOCK_BODY)
+        try:
+            new = service.import_block_bytes(body, source=sender)
+        except InvalidBlock as e:
+            punish(sender, e)
+            return _json({"status": e.code}, 202)
+        return _json({"status": "accepted" if new else "known"}, 202)
+
+    @router.post("/vote")
+    async def post_vote(request: Request):
+        sender, body = await receive(request, "vote", MAX_VOTE_BODY)
+        try:
+            service.on_vote(Vote.decode(body), source=sender)
+        except (InvalidVote, Malformed) as e:
+            punish(sender, e)
+            return _json({"status": e.code}, 202)
+        return _json({"status": "accepted"}, 202)
+
+    @router.get("/blocks")
+    async def get_blocks(request: Request):
+        host = request.client.host if request.client else "?"
+        net.ip_guard.admit("ip:" + host, 0)
+        try:
+            start = int(request.query_params.get("from", "1"))
+            count = int(request.query_params.get("count", "64"))
+        except ValueError:
+            raise Malformed("bad_query", "from and count are integers") from None
+        if start < 1 or not 1 <= count <= MAX_SYNC_COUNT:
+            raise Malformed("bad_query", f"from >= 1 and 1 <= count <= {MAX_SYNC_COUNT}")
+        final, entries = service.sync_entries(start, count, MAX_SYNC_BYTES)
+        return Response(msgpack.packb([final, entries]), media_type="application/msgpack")
+
+    return router

@@ -1,0 +1,150 @@
+"""A 4-validator testnet (plus one full node started late) as real processes on loopback: every
+node agrees on every final block and state root, txs gossip to finality everywhere, finality
+survives one `kill -9` and stops without a 2/3+1 quorum, restarted nodes catch up by sync and
+vote again without ever double-voting."""
+import json
+import random
+import socket
+import time
+
+import pytest
+
+from core.crypto import Keypair
+from core.wallet import Client, Wallet
+from node import testnet
+from node.testnet import CHAIN_ID, prepare
+
+VALIDATORS = 4
+FULL = VALIDATORS  # index of the full node
+
+
+def free_port_range(n: int) -> int:
+    """A base port with n free consecutive ports after it."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - n)
+        try:
+            socks = []
+            for i in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def wait_until(cond, timeout_s: float, what: str, poll_s: float = 0.2):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    d = tmp_path_factory.mktemp("testnet")
+    prepare(d, VALIDATORS, free_port_range(VALIDATORS + 1), block_interval_ms=400, full_nodes=1)
+    tn = testnet.Testnet(d)
+    tn.start_all(range(VALIDATORS))
+    yield tn
+    tn.stop_all()
+
+
+def final_height(net, i) -> int:
+    st = net.status(i)
+    return -1 if st is None else st["final"]["height"]
+
+
+def finals(net, indices) -> list[int]:
+    return [final_height(net, i) for i in indices]
+
+
+def block(net, i, height) -> dict:
+    return net.client.get(f"{net.urls[i]}/v1/blocks/{height}").json()
+
+
+def assert_same_final_chain(net, indices, upto: int) -> None:
+    for h in range(1, upto + 1):
+        blocks = [block(net, i, h) for i in indices]
+        assert all(b["final"] for b in blocks), h
+        assert len({b["id"] for b in blocks}) == 1, f"final blocks differ at height {h}"
+        assert len({b["header"]["state_root"] for b in blocks}) == 1, f"state roots differ at {h}"
+
+
+def evidence(net, indices) -> list:
+    out = []
+    for i in indices:
+        out += net.client.get(f"{net.urls[i]}/v1/producers").json()["evidence"]
+    return out
+
+
+def member_wallet(net, n: int) -> Wallet:
+    keys = json.loads((net.dir / "dev-keys.json").read_text())["members"]
+    m = keys[n]
+    return Wallet(m["name"], Keypair(bytes.fromhex(m["seed"])), CHAIN_ID)
+
+
+def test_validators_agree_on_every_final_block_and_state_root(net):
+    wait_until(lambda: min(finals(net, range(VALIDATORS))) >= 8, 30, "final height 8 on all")
+    assert_same_final_chain(net, range(VALIDATORS), 8)
+    st = net.status(0)
+    assert len(st["peers"]) == VALIDATORS - 1 and all(p["up"] for p in st["peers"])
+
+
+def test_tx_submitted_to_one_node_is_final_on_all(net):
+    alice, bob = member_wallet(net, VALIDATORS), member_wallet(net, VALIDATORS + 1)
+    txs = [alice.transfer(bob.name, 1000 + i) for i in range(20)]
+    with Client(net.urls[1]) as c:
+        c.submit_batch(txs)
+    for i in range(VALIDATORS):
+        with Client(net.urls[i]) as c:
+            for tx in txs:
+                assert c.wait_final(tx.id, timeout_s=20)["status"] == "final"
+    balances = {net.client.get(f"{u}/v1/accounts/{bob.name}").json()["balance"]
+                for u in net.urls[:VALIDATORS]}
+    assert len(balances) == 1
+
+
+def test_kill9_one_validator_finality_continues_and_it_catches_up_and_votes(net):
+    net.kill9(3)
+    start = max(finals(net, range(3)))
+    wait_until(lambda: min(finals(net, range(3))) >= start + 6, 30, "finality with 3 of 4")
+    net.start(3)
+    wait_until(lambda: final_height(net, 3) >= min(finals(net, range(3))), 30, "restarted node caught up")
+    name = net.status(3)["producer"]
+    target = final_height(net, 0) + 4
+
+    def voted_again():
+        h = final_height(net, 0)
+        return h >= target and any(v["voter"] == name for v in block(net, 0, h)["votes"])
+    wait_until(voted_again, 30, "the restarted validator's votes in final blocks")
+    assert_same_final_chain(net, range(VALIDATORS), min(finals(net, range(VALIDATORS))))
+    assert evidence(net, range(VALIDATORS)) == []
+
+
+def test_two_of_four_down_stops_finality_then_it_resumes(net):
+    net.stop(2)
+    net.stop(3)
+    time.sleep(1.0)  # what was notarized before the stop may still finalize
+    stalled = max(finals(net, range(2)))
+    time.sleep(3.0)
+    assert max(finals(net, range(2))) == stalled, "finality without a 2/3+1 quorum"
+    net.start_all([2, 3])
+    wait_until(lambda: min(finals(net, range(VALIDATORS))) >= stalled + 4, 40, "finality resumed")
+    assert_same_final_chain(net, range(VALIDATORS), stalled + 4)
+    assert evidence(net, range(VALIDATORS)) == []
+
+
+def test_full_node_started_late_syncs_from_genesis(net):
+    target = final_height(net, 0)
+    net.start(FULL)
+    wait_until(lambda: final_height(net, FULL) >= target, 30, "full node synced")
+    assert_same_final_chain(net, [0, FULL], target)
+    assert net.status(FULL)["producer"] is None

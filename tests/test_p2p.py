@@ -1,0 +1,131 @@
+"""The /p2p/ endpoints in-process: only envelopes signed by a known node key get through; a peer
+that sends invalid data is ignored for a while; rate limits; txs are not echoed to their sender;
+sync serves final blocks with their votes."""
+import asyncio
+import json
+import time
+
+import httpx
+import msgpack
+import pytest
+
+from core.crypto import Keypair
+from core.types import Block, Vote
+from node.api import create_app
+from node.config import NodeConfig, write_key_file
+from node.service import NodeService
+from p2p.envelope import PeerGuard, seal
+from p2p.gossip import Peer
+from state.kv import MemoryKV
+from tests.conftest import CHAIN_ID, make_genesis, make_tx, node_keypair
+
+ALICE = node_keypair("alice")
+
+
+def fresh_tx(sender, kind, body):
+    return make_tx(sender, kind, body, expires_at=time.time_ns() // 1_000_000 + 600_000)
+
+
+class AppClient:
+    """Requests straight into the ASGI app (no server, no lifespan: no producer loop, no peers)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def _run(self, method, path, **kw):
+        async def go():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(self.app),
+                                         base_url="http://node") as c:
+                return await c.request(method, path, **kw)
+        return asyncio.run(go())
+
+    def post(self, path, **kw):
+        return self._run("POST", path, **kw)
+
+    def get(self, path, **kw):
+        return self._run("GET", path, **kw)
+
+
+@pytest.fixture
+def service(tmp_path):
+    (tmp_path / "genesis.json").write_text(json.dumps(make_genesis().to_json()))
+    write_key_file(tmp_path / "key.json", "alice", ALICE)
+    return NodeService(NodeConfig(genesis=str(tmp_path / "genesis.json"),
+                                  key_file=str(tmp_path / "key.json")), kv=MemoryKV())
+
+
+@pytest.fixture
+def client(service):
+    return AppClient(create_app(service))
+
+
+def post(client, path, kind, body, key=ALICE, sender="alice"):
+    return client.post(path, content=seal(key, CHAIN_ID, kind, sender, body),
+                       headers={"content-type": "application/msgpack"})
+
+
+def test_unknown_sender_and_bad_signature_are_refused(client):
+    body = msgpack.packb([fresh_tx("bob", "stake", {"amount": 5}).raw])
+    r = post(client, "/p2p/txs", "txs", body, key=Keypair(bytes(32)), sender="mallory")
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "unknown_peer")
+    r = post(client, "/p2p/txs", "txs", body, key=Keypair(bytes(32)))
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "bad_signature")
+    r = post(client, "/p2p/block", "txs", body)  # signed for another endpoint
+    assert r.json()["error"]["code"] == "bad_signature"
+    r = client.post("/p2p/vote", content=b"\xc1garbage")
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed")
+
+
+def test_txs_from_a_peer_are_admitted_and_not_echoed_back(service, client):
+    tx = fresh_tx("bob", "stake", {"amount": 5})
+    service.net.peers = [Peer("http://a"), Peer("http://c")]
+    service.net.peers[0].name, service.net.peers[1].name = "alice", "carol"
+    for p in service.net.peers:
+        p.ok = True
+    r = post(client, "/p2p/txs", "txs", msgpack.packb([tx.raw, tx.raw]))
+    assert (r.status_code, r.json()["accepted"]) == (202, 1)
+    assert tx.id in service.mempool
+    assert service.net.peers[0].txs == [] and service.net.peers[1].txs == [tx.raw]
+
+
+def test_a_peer_sending_an_invalid_block_is_ignored_for_a_while(client):
+    r = post(client, "/p2p/block", "block", b"\x93\x01\x02\x03")
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed")
+    r = post(client, "/p2p/txs", "txs", msgpack.packb([]))
+    assert (r.status_code, r.json()["error"]["code"]) == (429, "peer_banned")
+
+
+def test_rate_limit_per_sender():
+    guard = PeerGuard(msgs_per_s=5)
+    for _ in range(10):
+        guard.admit("alice", 100)
+    with pytest.raises(Exception) as e:
+        guard.admit("alice", 100)
+    assert e.value.code == "rate_limited"
+    guard.admit("bob", 100)  # others are unaffected
+
+
+def test_block_and_vote_from_a_peer_are_accepted_and_sync_serves_final_blocks(service, client):
+    g = service.genesis
+    first = g.slot_at(g.genesis_time_ms + 60_000)
+    # blocks made on another node with alice's key, delivered over /p2p/
+    other = NodeService(service.config, kv=MemoryKV())
+    for slot in range(first, first + 4):
+        other.produce(slot)
+    oc = other.chain
+    sent = [(oc.final_block_bytes(h), oc.final_block_votes(oc.final_block_id(h)))
+            for h in range(1, oc.final_height + 1)]
+    sent += [(n.block.encode(), [v.to_list() for v in n.votes.values()])
+             for n in oc.nodes.values() if not n.final]
+    for raw, votes in sent:
+        assert post(client, "/p2p/block", "block", raw).json()["status"] == "accepted"
+        for v in votes:
+            assert post(client, "/p2p/vote", "vote", Vote.from_list(v).encode()).status_code == 202
+    assert service.chain.final_height == oc.final_height == 3
+    r = client.get("/p2p/blocks", params={"from": 1, "count": 10})
+    final, entries = msgpack.unpackb(r.content)
+    assert final == 3 and len(entries) == 4  # 3 final + 1 not yet final
+    for block_id, raw, votes in entries:
+        assert Block.decode(raw).id == block_id
+        assert [Vote.from_list(v).voter for v in votes] == ["alice"]
+    assert client.get("/p2p/blocks", params={"from": 0}).status_code == 400

@@ -1,0 +1,168 @@
+"""Value codec, the Journal (buffered host) and the in-memory DictHost."""
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contracts import DictHost, Journal, VMFault, decode_value, encode_value
+from contracts.values import MAX_DEPTH, import_value
+
+INT_MIN, INT_MAX = -(1 << 127), (1 << 127) - 1
+_KEYS = st.one_of(st.integers(INT_MIN, INT_MAX), st.text(max_size=6), st.binary(max_size=6))
+_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(INT_MIN, INT_MAX), st.text(max_size=10),
+              st.binary(max_size=10)),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(_KEYS, inner, max_size=5)),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_VALUES)
+def test_encode_decode_round_trip_is_canonical(value):
+    blob = encode_value(value)
+    assert decode_value(blob) == value
+    assert encode_value(decode_value(blob)) == blob
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(_KEYS, st.integers(), max_size=8))
+def test_map_encoding_ignores_insertion_order(d):
+    reversed_order = dict(reversed(list(d.items())))
+    assert encode_value(d) == encode_value(reversed_order)
+
+
+def test_key_order_is_ints_then_bytes_then_text():
+    blob = encode_value({"a": 1, b"a": 2, 5: 3, -1: 4})
+    assert list(msgpack.unpackb(blob, raw=False, strict_map_key=False,
+                                ext_hook=lambda c, d: d)) == [-1, 5, b"a", "a"]
+
+
+def test_big_integers_use_extension_one_only_outside_msgpack_range():
+    assert encode_value((1 << 64) - 1) == msgpack.packb((1 << 64) - 1)
+    assert encode_value(-(1 << 63)) == msgpack.packb(-(1 << 63))
+    big = encode_value(1 << 64)
+    assert msgpack.unpackb(big) == msgpack.ExtType(1, (1 << 64).to_bytes(16, "big", signed=True))
+    assert decode_value(big) == 1 << 64
+
+
+@pytest.mark.parametrize("blob", [
+    msgpack.packb(1.5),
+    msgpack.packb({"b": 1, "a": 2}),                              # unsorted keys
+    b"\xd0\x01",                                                  # 1 as int8: not minimal
+    msgpack.packb(msgpack.ExtType(1, (5).to_bytes(16, "big"))),   # small int as extension
+    msgpack.packb(msgpack.ExtType(2, b"\x00")),
+    msgpack.packb({True: 1}),
+    b"\x92\x01",                                                  # truncated
+    msgpack.packb(1) + b"\x01",                                   # trailing bytes
+])
+def test_decode_rejects_non_canonical_or_foreign_bytes(blob):
+    with pytest.raises(VMFault) as info:
+        decode_value(blob)
+    assert info.value.code == "bad_value"
+
+
+@pytest.mark.parametrize("value, code", [
+    (1.0, "bad_value"), ({True: 1}, "bad_value"), ({(1,): 1}, "bad_value"), (1 << 127, "int_overflow"),
+    ("\ud800", "bad_value"), (object(), "bad_value"), (list(range(5000)), "container_too_long"),
+])
+def test_values_outside_the_model_are_rejected(value, code):
+    for check in (encode_value, import_value):
+        with pytest.raises(VMFault) as info:
+            check(value)
+        assert info.value.code == code
+
+
+def test_nesting_is_bounded():
+    value = []
+    for _ in range(MAX_DEPTH + 1):
+        value = [value]
+    with pytest.raises(VMFault) as info:
+        encode_value(value)
+    assert info.value.code == "value_too_deep"
+
+
+def test_import_value_copies_and_sizes():
+    original = {"a": [b"xy", "z"], "n": 5}
+    copy, size = import_value(original)
+    assert copy == original and copy["a"] is not original["a"]
+    # map 8 + 2*16, key "a" 9, key "n" 9, list 8 + 2*8, b"xy" 10, "z" 9
+    assert size == 40 + 9 + 9 + 24 + 10 + 9
+
+
+def _host():
+    host = DictHost(params={"p": 5})
+    host.add_account("alice")
+    host.storage_set(b"old", 1)
+    host.storage_set(b"gone", 2)
+    return host
+
+
+def test_journal_reads_its_own_writes_and_buffers_everything():
+    host = _host()
+    before = host.snapshot()
+    journal = Journal(host)
+    journal.storage_set(b"new", [1, 2])
+    journal.storage_delete(b"gone")
+    journal.award("alice", "content", 7)
+    journal.emit("e", {"x": 1})
+    assert journal.storage_get(b"new") == [1, 2]
+    assert journal.storage_get(b"gone") is None
+    assert journal.storage_get(b"old") == 1
+    assert journal.param("p") == 5
+    assert host.snapshot() == before
+    journal.discard()
+    assert journal.storage_get(b"gone") == 2 and journal.events == []
+    assert host.snapshot() == before
+
+
+def test_journal_commit_applies_final_values_then_awards_then_events():
+    host = _host()
+    journal = Journal(host)
+    journal.storage_set(b"k", 1)
+    journal.storage_set(b"k", 2)
+    journal.storage_delete(b"old")
+    journal.award("alice", "behaviour", 3)
+    journal.emit("done", {})
+    journal.commit()
+    assert host.storage_values() == {b"gone": 2, b"k": 2}
+    assert host.awards == [("alice", "behaviour", 3)]
+    assert host.accounts["alice"]["behaviour"] == 3
+    assert host.events == [("done", {})]
+    assert journal.writes == {} and journal.awards == []
+
+
+def test_journals_nest():
+    host = _host()
+    outer = Journal(host)
+    inner = Journal(outer)
+    inner.storage_set(b"x", 1)
+    inner.commit()
+    assert outer.storage_get(b"x") == 1 and host.storage_get(b"x") is None
+    outer.commit()
+    assert host.storage_get(b"x") == 1
+
+
+def test_journal_validates_when_written_not_when_committed():
+    journal = Journal(_host())
+    for action, code in [(lambda: journal.award("bob", "content", 1), "unknown_account"),
+                         (lambda: journal.award("alice", "fame", 1), "bad_award"),
+                         (lambda: journal.storage_set(b"k", 1.5), "bad_value"),
+                         (lambda: journal.storage_set(b"k" * 300, 1), "bad_storage_key"),
+                         (lambda: journal.storage_set(b"k", "x" * 20000), "storage_value_too_large"),
+                         (lambda: journal.emit("e", [1]), "bad_event")]:
+        with pytest.raises(VMFault) as info:
+            action()
+        assert info.value.code == code
+    assert journal.writes == {} and journal.awards == []
+
+
+def test_dict_host_pays_awards_from_pools():
+    host = DictHost(pools={"content": 5, "behaviour": 0, "relationship": 9})
+    host.add_account("alice")
+    host.award("alice", "content", 8)
+    host.award("alice", "relationship", 4)
+    assert host.accounts["alice"]["content"] == 5 and host.pools == {
+        "content": 0, "behaviour": 0, "relationship": 5}
+    assert host.awards == [("alice", "content", 5), ("alice", "relationship", 4)]
+    with pytest.raises(VMFault):
+        host.param("missing")
