@@ -20,6 +20,7 @@ from core.types import CHAIN_ID_RE, is_name
 from core.wallet import DEFAULT_NODE_URL, ApiError, Client, NodeUnreachable, Wallet
 from node.config import load_config, read_key_file, write_key_file
 from node.cli_bench import bench
+from node.cli_testnet import testnet
 
 EXIT_REJECTED = 1
 EXIT_UNREACHABLE = 3
@@ -504,6 +505,7 @@ def query_producers(node):
 
 
 cli.add_command(bench)
+cli.add_command(testnet)
 
 if __name__ == "__main__":
     cli()

@@ -40,6 +40,33 @@ def bench_ingest_cmd(single, batched, port, as_json):
     click.echo(json.dumps(figures)) if as_json else _print("HTTP ingestion", figures)
 
 
+@bench.command("testnet")
+@click.option("--txs", default=40_000, show_default=True, type=click.IntRange(1000))
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 2000))
+@click.option("--nodes", default=4, show_default=True, type=click.IntRange(1, 16))
+@click.option("--json", "as_json", is_flag=True)
+def bench_testnet_cmd(txs, batch_size, nodes, as_json):
+    """A local N-validator testnet driven with pre-signed txs through the batch endpoint."""
+    from node.testnet import bench_testnet
+    figures = bench_testnet(txs, batch_size, nodes)
+    click.echo(json.dumps(figures)) if as_json else _print(f"testnet ({nodes} validators)", figures)
+
+
+@bench.command("vm")
+@click.option("--json", "as_json", is_flag=True)
+def bench_vm_cmd(as_json):
+    """Contract VM instructions/s and the cost of each default rules hook."""
+    from contracts.bench import bench_vm
+    figures = bench_vm()
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    flat = {"vm_instructions_per_s": figures.get("vm")}
+    for hook, row in figures.get("hooks", {}).items():
+        flat[hook] = ", ".join(f"{k}={v}" for k, v in row.items())
+    _print("contract VM", flat)
+
+
 @bench.command("all")
 @click.pass_context
 def bench_all(ctx):
