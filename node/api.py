@@ -18,6 +18,7 @@ from starlette.responses import Response
 from core import codec, types
 from core.errors import Malformed, ProtocolError
 from core.types import Tx
+from node.http import json_response, read_body
 from node.service import NodeService
 from p2p.routes import make_p2p_router
 from state import records, schema, transition
@@ -91,31 +92,12 @@ async def read_asgi_body(receive, headers: dict, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def json_response(body, status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status_code=status,
-                    media_type="application/json")
-
-
 def error_response(code: str, message: str, status: int) -> Response:
     return json_response({"error": {"code": code, "message": message}}, status)
 
 
 class NotFound(ProtocolError):
     status = 404
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 `too_large` as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Malformed("too_large", f"body of {declared} bytes > limit {limit}", status=413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Malformed("too_large", f"body > limit {limit} bytes", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def decode_submitted_tx(body: bytes, content_type: str) -> Tx:

@@ -166,7 +166,8 @@ def run_testnet(n_nodes: int, directory: str, base_port: int) -> None:
         net.stop_all()
 
 
-def _free_base_port(n: int) -> int:
+def free_port_range(n: int) -> int:
+    """A base port with n free consecutive loopback ports from it on."""
     import random
     import socket
     for _ in range(200):
@@ -203,7 +204,7 @@ def bench_testnet(n_txs: int = 40_000, batch_size: int = 500, n_nodes: int = 4,
     raw_verify = measure_raw_verify()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        prepare(tmp, n_nodes, _free_base_port(n_nodes), block_interval_ms=block_interval_ms)
+        prepare(tmp, n_nodes, free_port_range(n_nodes), block_interval_ms=block_interval_ms)
         net = Testnet(tmp)
         members = [(m["name"], Keypair(bytes.fromhex(m["seed"])))
                    for m in json.loads((net.dir / "dev-keys.json").read_text())["members"]]

@@ -3,7 +3,6 @@ key; they are checked against a per-IP limit before the signature is verified an
 limit after it. A sender caught sending invalid data is ignored for a while. `GET /p2p/blocks`
 serves public data (final blocks with their votes, then the non-final tree) for catch-up sync.
 """
-import json
 
 import msgpack
 from fastapi import APIRouter, Request
@@ -12,6 +11,7 @@ from starlette.responses import Response
 from core import types
 from core.errors import InvalidBlock, InvalidTx, InvalidVote, Malformed, ProtocolError
 from core.types import Tx, Vote
+from node.http import json_response, read_body
 from p2p.envelope import is_penalized, open_envelope
 
 MAX_TXS_BODY = 12 * 1024 * 1024
@@ -22,21 +22,6 @@ MAX_SYNC_COUNT = 256
 MAX_SYNC_BYTES = 16 * 1024 * 1024
 
 
-def _json(body, status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status_code=status,
-                    media_type="application/json")
-
-
-async def _read(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Malformed("too_large", f"body > limit {limit} bytes", status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def make_p2p_router(service) -> APIRouter:
     router = APIRouter(prefix="/p2p")
     net = service.net
@@ -45,7 +30,7 @@ def make_p2p_router(service) -> APIRouter:
     async def receive(request: Request, kind: str, limit: int) -> tuple[str, bytes]:
         host = request.client.host if request.client else "?"
         net.ip_guard.admit("ip:" + host, 0)
-        data = await _read(request, limit)
+        data = await read_body(request, limit)
         sender, body = open_envelope(data, chain_id, kind, net.key_of)
         net.guard.admit(sender, len(data))
         return sender, body
@@ -76,7 +61,7 @@ def make_p2p_router(service) -> APIRouter:
                 accepted += 1
             except ProtocolError:
                 continue  # duplicate, expired, unfunded...: state differs between honest nodes
-        return _json({"accepted": accepted}, 202)
+        return json_response({"accepted": accepted}, 202)
 
     @router.post("/block")
     async def post_block(request: Request):
@@ -85,8 +70,8 @@ def make_p2p_router(service) -> APIRouter:
             new = service.import_block_bytes(body, source=sender)
         except InvalidBlock as e:
             punish(sender, e)
-            return _json({"status": e.code}, 202)
-        return _json({"status": "accepted" if new else "known"}, 202)
+            return json_response({"status": e.code}, 202)
+        return json_response({"status": "accepted" if new else "known"}, 202)
 
     @router.post("/vote")
     async def post_vote(request: Request):
@@ -95,8 +80,8 @@ def make_p2p_router(service) -> APIRouter:
             service.on_vote(Vote.decode(body), source=sender)
         except (InvalidVote, Malformed) as e:
             punish(sender, e)
-            return _json({"status": e.code}, 202)
-        return _json({"status": "accepted"}, 202)
+            return json_response({"status": e.code}, 202)
+        return json_response({"status": "accepted"}, 202)
 
     @router.get("/blocks")
     async def get_blocks(request: Request):

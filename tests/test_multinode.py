@@ -3,8 +3,6 @@ node agrees on every final block and state root, txs gossip to finality everywhe
 survives one `kill -9` and stops without a 2/3+1 quorum, restarted nodes catch up by sync and
 vote again without ever double-voting."""
 import json
-import random
-import socket
 import time
 
 import pytest
@@ -12,29 +10,10 @@ import pytest
 from core.crypto import Keypair
 from core.wallet import Client, Wallet
 from node import testnet
-from node.testnet import CHAIN_ID, prepare
+from node.testnet import CHAIN_ID, free_port_range, prepare
 
 VALIDATORS = 4
 FULL = VALIDATORS  # index of the full node
-
-
-def free_port_range(n: int) -> int:
-    """A base port with n free consecutive ports after it."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        try:
-            socks = []
-            for i in range(n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def wait_until(cond, timeout_s: float, what: str, poll_s: float = 0.2):
