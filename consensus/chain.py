@@ -12,8 +12,8 @@ import msgpack
 from core import codec, types
 from core.errors import InvalidBlock, InvalidVote, InvariantBroken
 from core.genesis import Genesis
+from core.quorum import notarization_quorum
 from core.types import Block, BlockHeader, Hash, Tx, Vote
-from consensus.quorum import notarization_quorum
 from consensus.schedule import ScheduleTable
 from state import schema, transition
 from state.kv import KVStore
@@ -255,6 +255,7 @@ class Chain:
                                  types.ZERO_HASH, final_height)
         ctx = transition.block_context(self.genesis, header_ctx)
         layer = Layer(parent.layer)
+        transition.begin_block(layer, ctx, self.rules)
         included, rejected = [], []
         for tx in candidates:
             if len(included) >= self.genesis.params.max_block_txs:
@@ -264,6 +265,7 @@ class Chain:
                 included.append(tx)
             except types.InvalidTx as e:
                 rejected.append((tx, e))
+        transition.end_block(layer, ctx, self.rules)
         root = transition.compute_state_root(parent.header.state_root, layer.writes)
         header = BlockHeader(header_ctx.chain_id, header_ctx.height, parent.id, slot,
                              header_ctx.timestamp_ms, producer,

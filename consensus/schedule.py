@@ -17,7 +17,8 @@ import msgpack
 
 from core import codec
 from core.genesis import Genesis
-from state import records, schema
+from state import schema
+from state.governance import get_elected_producers
 
 EPOCH_SLOTS = 60
 ELECTION_DELAY = 2
@@ -29,14 +30,9 @@ def epoch_of(slot: int) -> int:
 
 def compute_schedule(view, genesis: Genesis, seed: bytes) -> tuple[str, ...]:
     """The elected producers for a state view: top by approval, then shuffled by `seed`."""
-    candidates = []
-    for key, raw in view.scan(schema.PRODUCER):
-        rec = records.decode(records.ProducerRecord, raw)
-        if rec.approval > 0:
-            candidates.append((-rec.approval, key[len(schema.PRODUCER):].decode()))
-    if not candidates:
+    top = get_elected_producers(view, genesis.params.producer_count)
+    if not top:
         return tuple(p.name for p in genesis.producers)
-    top = [name for _, name in sorted(candidates)[: genesis.params.producer_count]]
     return tuple(sorted(top, key=lambda n: codec.sha256(seed + n.encode())))
 
 

@@ -11,9 +11,9 @@ from contracts.compiler import compile_source
 from contracts.disasm import disassemble
 from contracts.errors import CompileError, OutOfGas, VMError, VMFault
 from contracts.host import DIMENSIONS, DictHost, Host, Journal
-from contracts.values import decode_value, encode_value
+from contracts.values import decode_own_value, decode_value, encode_value
 from contracts.vm import DEFAULT_LIMITS, Limits, Result, TraceStep, prepare, run
 
 __all__ = ["code_hash", "compile_source", "disassemble", "CompileError", "OutOfGas", "VMError",
-           "VMFault", "DIMENSIONS", "DictHost", "Host", "Journal", "decode_value", "encode_value",
-           "DEFAULT_LIMITS", "Limits", "Result", "TraceStep", "prepare", "run"]
+           "VMFault", "DIMENSIONS", "DictHost", "Host", "Journal", "decode_own_value", "decode_value",
+           "encode_value", "DEFAULT_LIMITS", "Limits", "Result", "TraceStep", "prepare", "run"]

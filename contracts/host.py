@@ -139,11 +139,16 @@ class Journal:
         return [(name, decode_value(blob)) for name, blob in self._events]
 
     def commit(self) -> None:
-        """Apply every buffered write to the wrapped host, then forget them."""
+        """Apply every buffered write to the wrapped host, then forget them. A host with
+        `put_encoded` (a Journal, the chain's host) gets the encoded bytes: no decode and
+        re-encode per key."""
+        put_encoded = getattr(self.host, "put_encoded", None)
         for key in sorted(self.writes):
             blob = self.writes[key]
             if blob is None:
                 self.host.storage_delete(key)
+            elif put_encoded is not None:
+                put_encoded(key, blob)
             else:
                 self.host.storage_set(key, decode_value(blob))
         for account, dimension, amount in self.awards:

@@ -159,6 +159,14 @@ def _ext_hook(code: int, data: bytes):
     return int.from_bytes(data, "big", signed=True)
 
 
+def decode_own_value(blob: bytes):
+    """A value that this host itself stored with `encode_value`: decoded without re-checking
+    that the bytes are canonical (they are, by construction), which halves the cost of a read.
+    The VM still validates everything it reads from a host."""
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False, use_list=True,
+                           ext_hook=_ext_hook, timestamp=0)
+
+
 def decode_value(blob: bytes):
     """The value encoded by `encode_value`; `bad_value` for anything else, non-canonical bytes included."""
     try:

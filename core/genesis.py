@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from core import codec
-from core.types import CHAIN_ID_RE, is_name
+from core.types import CHAIN_ID_RE, MAX_INT, is_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_GENESIS = ROOT / "genesis.json"
@@ -47,6 +47,9 @@ class Genesis:
     params: ChainParams
     members: tuple[Member, ...]
     producers: tuple[Producer, ...]
+    # overrides of the rules parameters' defaults (genesis.json "rules": {"params": {...}}), sorted
+    # by name; which names exist is the state transition's to check (state.rules)
+    rules_params: tuple[tuple[str, int], ...] = ()
 
     @property
     def hash(self) -> bytes:
@@ -70,8 +73,15 @@ class Genesis:
                                    int(m.get("stake", 0))) for m in doc["members"])
             producers = tuple(Producer(p["name"], bytes.fromhex(p["node_key"]), p.get("url", ""))
                               for p in doc["producers"])
-            g = cls(doc["chain_id"], int(doc["genesis_time_ms"]), params, members, producers)
-        except (KeyError, TypeError, ValueError) as e:
+            rules = doc.get("rules", {})
+            if set(rules) - {"params"}:
+                raise ValueError(f"unknown rules sections {sorted(set(rules) - {'params'})}")
+            rules_params = tuple(sorted((str(k), int(v)) for k, v in rules.get("params", {}).items()))
+            if any(not 0 <= v <= MAX_INT for _, v in rules_params):
+                raise ValueError("rules parameters are integers in 0..2^63-1")
+            g = cls(doc["chain_id"], int(doc["genesis_time_ms"]), params, members, producers,
+                    rules_params)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f"invalid genesis: {e}") from None
         if not CHAIN_ID_RE.fullmatch(g.chain_id):
             raise ValueError("invalid genesis: chain_id")
@@ -85,7 +95,7 @@ class Genesis:
         return g
 
     def to_json(self) -> dict:
-        return {
+        doc = {
             "chain_id": self.chain_id, "genesis_time_ms": self.genesis_time_ms,
             "params": {f.name: getattr(self.params, f.name) for f in fields(ChainParams)},
             "members": [{"name": m.name, "public_key": m.public_key.hex(), "balance": m.balance,
@@ -93,6 +103,9 @@ class Genesis:
             "producers": [{"name": p.name, "node_key": p.node_key.hex(), "url": p.url}
                           for p in self.producers],
         }
+        if self.rules_params:  # absent when empty, so a genesis without it keeps its hash
+            doc["rules"] = {"params": dict(self.rules_params)}
+        return doc
 
 
 def load_genesis(path: Path | str | None = None) -> Genesis:

@@ -28,6 +28,7 @@ NAME_RE = re.compile(r"[a-z][a-z0-9-]{2,15}")
 PERMLINK_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 TAG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 CHAIN_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+PARAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def is_name(v) -> bool:
@@ -73,6 +74,19 @@ def _event(v):
             and v["starts_at"] < v["ends_at"] and _int_range(1, 1_000_000)(v["capacity"]))
 
 
+def _proposal(v):
+    """A governance proposal: set one rules parameter, or replace the rules contract (its
+    source, compiled on chain), from `effective_height` on."""
+    if type(v) is not dict:
+        return False
+    if list(v) == ["action", "effective_height", "name", "value"] and v["action"] == "set_param":
+        return (_uint(v["effective_height"]) and _text(64, PARAM_NAME_RE)(v["name"])
+                and _uint(v["value"]))
+    if list(v) == ["action", "effective_height", "source"] and v["action"] == "upgrade_rules":
+        return _uint(v["effective_height"]) and _text(MAX_TX_BYTES)(v["source"])
+    return False
+
+
 _amount = _int_range(1, MAX_INT)
 _uint = _int_range(0, MAX_INT)
 _name = is_name
@@ -91,6 +105,7 @@ BODY_SCHEMAS: dict[str, dict[str, tuple]] = {
     "stake": {"amount": (_amount, True)},
     "unstake": {"amount": (_amount, True)},
     "register_producer": {"node_key": (_bin(32), True), "url": (_text(256), True)},
+    "govern": {"proposal": (_proposal, False), "approve": (_bin(32), False)},
 }
 KINDS = frozenset(BODY_SCHEMAS)
 
@@ -117,6 +132,8 @@ def check_body(kind: str, body) -> None:
         keys = frozenset(body)
         if keys != {"post", "weight"} and keys != {"producer", "approve"}:
             raise InvalidTx("invalid_field", "a vote has either post+weight or producer+approve")
+    if kind == "govern" and len(body) != 1:
+        raise InvalidTx("invalid_field", "a govern tx has either a proposal or an approve")
     if kind == "post" and "event" in body and "parent" in body:
         raise InvalidTx("invalid_field", "a comment cannot be an event")
 

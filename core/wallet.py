@@ -89,6 +89,23 @@ class Wallet:
     def register_producer(self, node_key: bytes, url: str, *, salt: int | None = None) -> Tx:
         return self.sign("register_producer", {"node_key": bytes(node_key), "url": url}, salt)
 
+    # -- governance (producers in office only)
+    def propose_param(self, name: str, value: int, effective_height: int, *,
+                      salt: int | None = None) -> Tx:
+        proposal = {"action": "set_param", "effective_height": effective_height, "name": name,
+                    "value": value}
+        return self.sign("govern", {"proposal": proposal}, salt)
+
+    def propose_upgrade(self, source: str, effective_height: int, *, salt: int | None = None) -> Tx:
+        """Replace the rules contract with `source` (compiled on chain) from effective_height on."""
+        proposal = {"action": "upgrade_rules", "effective_height": effective_height, "source": source}
+        return self.sign("govern", {"proposal": proposal}, salt)
+
+    def approve_proposal(self, proposal_id, *, salt: int | None = None) -> Tx:
+        """Approve a proposal by its id (the id of the tx that made it: bytes or hex)."""
+        raw = bytes.fromhex(proposal_id) if isinstance(proposal_id, str) else bytes(proposal_id)
+        return self.sign("govern", {"approve": raw}, salt)
+
 
 class ApiError(Exception):
     """The node answered with a non-2xx status and `{"error": {"code", "message"}}`."""
@@ -201,3 +218,9 @@ class Client:
 
     def params(self) -> dict:
         return self._request("GET", "/v1/params")
+
+    def rules(self) -> dict:
+        return self._request("GET", "/v1/rules")
+
+    def proposals(self) -> dict:
+        return self._request("GET", "/v1/proposals")

@@ -15,13 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from contracts import DIMENSIONS
 from core import codec, types
 from core.errors import Malformed, ProtocolError
+from core.quorum import governance_quorum
 from core.types import Tx
 from node.http import json_response, read_body
 from node.service import NodeService
 from p2p.routes import make_p2p_router
-from state import records, schema, transition
+from state import governance, records, rules, schema, transition
 
 log = logging.getLogger("api")
 MAX_BATCH_TXS = 2000
@@ -228,6 +230,24 @@ def create_app(service: NodeService) -> "FastSubmit":
     @app.get("/v1/params")
     async def get_params():
         return json_response(service.genesis.to_json()["params"])
+
+    @app.get("/v1/rules")
+    async def get_rules():
+        layer = service.chain.tip().layer
+        return json_response({"code_hash": rules.get_code_hash(layer).hex(),
+                              "params": rules.get_params(layer),
+                              "pools": {d: rules.get_pool(layer, d) for d in DIMENSIONS},
+                              "last_round": rules.get_last_round(layer)})
+
+    @app.get("/v1/proposals")
+    async def get_proposals():
+        tip = service.chain.tip()
+        office = (governance.get_elected_producers(tip.layer, service.genesis.params.producer_count)
+                  or tuple(p.name for p in service.genesis.producers))
+        proposals = [dict(p.to_json(pid), status=governance.compute_status(p, tip.height + 1))
+                     for pid, p in governance.get_proposals(tip.layer)]
+        return json_response({"height": tip.height, "producers": list(office),
+                              "quorum": governance_quorum(len(office)), "proposals": proposals})
 
     return FastSubmit(app, service)
 

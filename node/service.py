@@ -25,6 +25,7 @@ from node.mempool import Mempool
 from node.store import LevelDBStore
 from p2p.gossip import Network
 from state import schema, transition
+from state.rules import ContractRules
 from state.view import Layer
 
 log = logging.getLogger("node")
@@ -44,7 +45,7 @@ class NodeService:
             os.makedirs(config.data_dir, exist_ok=True)
             kv = LevelDBStore(os.path.join(config.data_dir, "chain.ldb"))
         self.kv = kv
-        self.chain = Chain(self.kv, self.genesis)
+        self.chain = Chain(self.kv, self.genesis, ContractRules())
         self.mempool = Mempool(config.mempool_max_txs, config.mempool_max_bytes)
         self.rejected: OrderedDict[bytes, ProtocolError] = OrderedDict()
         self.waiters: dict[bytes, list[tuple[str, asyncio.Future]]] = {}
@@ -80,9 +81,7 @@ class NodeService:
         head = self.chain.head()
         now = now_ms()
         slot = max(self.genesis.slot_at(now), head.slot + 1)
-        ctx = transition.BlockContext(self.genesis.chain_id, head.height + 1, slot, now,
-                                      self.genesis.params.max_tx_expiry_ms,
-                                      self.genesis.params.max_producer_approvals)
+        ctx = transition.make_context(self.genesis, head.height + 1, slot, now)
         # a dry run against the head state: the same checks the block will make, thrown away
         transition.apply_tx(Layer(self.chain.tip().layer), tx, ctx, 0, self.chain.verified.verify,
                             self.chain.rules)

@@ -61,6 +61,26 @@ class ProducerRecord:
                 "approval": self.approval, "registered_height": self.registered_height}
 
 
+@dataclass(slots=True)
+class Proposal:
+    """A governance proposal (its id is the id of the tx that made it)."""
+    proposer: str
+    action: str  # "set_param" | "upgrade_rules"
+    name: str  # set_param: the parameter
+    value: int  # set_param: its new value
+    code_hash: bytes  # upgrade_rules: hash of the compiled code (stored under its own key)
+    effective_height: int
+    created_height: int
+    status: str  # "pending" -> "approved" (quorum reached) -> "enacted" (at effective_height)
+    approvals: list = field(default_factory=list)  # producer names, in approval order
+
+    def to_json(self, proposal_id: bytes) -> dict:
+        d = {k: getattr(self, k) for k in self.__slots__}
+        d["id"] = proposal_id.hex()
+        d["code_hash"] = self.code_hash.hex()
+        return d
+
+
 def encode(record) -> bytes:
     """Fields in declaration order; only a Post holds a map (its event), which needs key sorting."""
     cls = type(record)
@@ -72,4 +92,4 @@ def decode(cls, data: bytes):
     return cls(*msgpack.unpackb(data))
 
 
-_FIELDS = {cls: attrgetter(*cls.__slots__) for cls in (Account, Post, ProducerRecord)}
+_FIELDS = {cls: attrgetter(*cls.__slots__) for cls in (Account, Post, ProducerRecord, Proposal)}

@@ -13,6 +13,16 @@ POST_VOTE = S + b"pvote/"
 ATTENDANCE = S + b"attend/"
 PRODUCER = S + b"prod/"
 TX_SEEN = S + b"tx/"
+# the rules contract: its code, parameters, reward pools and storage; governance proposals
+RULES_CODE = S + b"rules/code"
+RULES_HASH = S + b"rules/hash"
+RULES_PARAM = S + b"rules/param/"
+RULES_POOL = S + b"rules/pool/"
+RULES_LAST_ROUND = S + b"rules/round"
+CONTRACT_STORE = S + b"cstore/"
+PROPOSAL = S + b"gov/prop/"
+PROPOSAL_CODE = S + b"gov/code/"
+PROPOSALS_DUE = S + b"gov/due/"
 
 BLOCK = C + b"block/"
 FINAL_AT_HEIGHT = C + b"height/"
@@ -46,6 +56,30 @@ def producer_key(name: str) -> bytes:
 
 def tx_seen_key(tx_id: bytes) -> bytes:
     return TX_SEEN + tx_id
+
+
+def param_key(name: str) -> bytes:
+    return RULES_PARAM + name.encode()
+
+
+def pool_key(dimension: str) -> bytes:
+    return RULES_POOL + dimension.encode()
+
+
+def contract_storage_key(key: bytes) -> bytes:
+    return CONTRACT_STORE + key
+
+
+def proposal_key(proposal_id: bytes) -> bytes:
+    return PROPOSAL + proposal_id
+
+
+def proposal_code_key(proposal_id: bytes) -> bytes:
+    return PROPOSAL_CODE + proposal_id
+
+
+def proposals_due_key(height: int) -> bytes:
+    return PROPOSALS_DUE + height_bytes(height)
 
 
 def height_bytes(height: int) -> bytes:

@@ -3,7 +3,9 @@
 Written like a consensus spec: each `process_<kind>` first checks (one line of why per check) and
 only then writes, through a per-tx Journal, so a rejected tx changes nothing. No I/O, no clock: time
 is the block's timestamp; signature checks go through the injected `verify` callable (which lets the
-node skip txs it has already verified). The rules contract is called through `RulesHook`.
+node skip txs it has already verified). The rules contract is called through `RulesHook`: after
+each tx's base rules, and around each block's txs (`begin_block`, `end_block`), which is also where
+approved governance changes take effect.
 """
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -12,8 +14,9 @@ from core import codec, types
 from core.errors import InvalidBlock, InvalidTx
 from core.genesis import Genesis
 from core.types import Block, BlockHeader, Tx
-from state import records, schema
+from state import governance, records, schema
 from state.records import Account, Post, ProducerRecord
+from state.rules import genesis_rules_writes
 from state.view import Journal, Layer
 
 Verifier = Callable[[Tx, bytes], bool]
@@ -32,13 +35,21 @@ class BlockContext:
     timestamp_ms: int
     max_tx_expiry_ms: int
     max_producer_approvals: int
+    # who governs when no candidate is approved (a context without them lets no one govern)
+    producer_count: int = 21
+    genesis_producers: tuple[str, ...] = ()
 
 
 class RulesHook(Protocol):
-    """The community-asset rules, called after a tx's base rules succeeded, on the same journal.
-    Raising InvalidTx rejects the tx with no writes."""
+    """The community-asset rules. `on_tx` runs after a tx's base rules succeeded, on the same
+    journal; raising InvalidTx rejects the tx with no writes. `begin_block` and `end_block` run
+    on the block's layer before and after its txs and must not fail."""
 
     def on_tx(self, journal: Journal, tx: Tx, ctx: BlockContext) -> None: ...
+
+    def begin_block(self, layer: Layer, ctx: BlockContext) -> None: ...
+
+    def end_block(self, layer: Layer, ctx: BlockContext) -> None: ...
 
 
 # ------------------------------------------------------------------------------ record access
@@ -205,7 +216,7 @@ def process_register_producer(j: Journal, tx: Tx, sender: Account, ctx: BlockCon
 PROCESSORS = {
     "post": process_post, "vote": process_vote, "attend": process_attend, "refer": process_refer,
     "transfer": process_transfer, "stake": process_stake, "unstake": process_unstake,
-    "register_producer": process_register_producer,
+    "register_producer": process_register_producer, "govern": governance.process_govern,
 }
 
 
@@ -253,9 +264,28 @@ def compute_state_root(parent_root: bytes, writes: dict[bytes, bytes | None]) ->
     return codec.sha256(b"state" + parent_root + compute_diff_hash(writes))
 
 
+def make_context(genesis: Genesis, height: int, slot: int, timestamp_ms: int) -> BlockContext:
+    p = genesis.params
+    return BlockContext(genesis.chain_id, height, slot, timestamp_ms, p.max_tx_expiry_ms,
+                        p.max_producer_approvals, p.producer_count,
+                        tuple(prod.name for prod in genesis.producers))
+
+
 def block_context(genesis: Genesis, header: BlockHeader) -> BlockContext:
-    return BlockContext(genesis.chain_id, header.height, header.slot, header.timestamp_ms,
-                        genesis.params.max_tx_expiry_ms, genesis.params.max_producer_approvals)
+    return make_context(genesis, header.height, header.slot, header.timestamp_ms)
+
+
+def begin_block(layer: Layer, ctx: BlockContext, rules: RulesHook | None = None) -> None:
+    """Before the block's txs: enact the governance changes due now, then the rules' block step."""
+    governance.enact_due(layer, ctx.height)
+    if rules is not None:
+        rules.begin_block(layer, ctx)
+
+
+def end_block(layer: Layer, ctx: BlockContext, rules: RulesHook | None = None) -> None:
+    """After the block's txs: the rules' block step (the periodic round)."""
+    if rules is not None:
+        rules.end_block(layer, ctx)
 
 
 def apply_block(parent: Layer, parent_root: bytes, genesis: Genesis, block: Block,
@@ -269,11 +299,13 @@ def apply_block(parent: Layer, parent_root: bytes, genesis: Genesis, block: Bloc
         raise InvalidBlock("bad_tx_root", "tx_root does not match the txs")
     layer = Layer(parent)
     ctx = block_context(genesis, header)
+    begin_block(layer, ctx, rules)
     for i, tx in enumerate(block.txs):
         try:
             apply_tx(layer, tx, ctx, i, verify, rules)
         except InvalidTx as e:
             raise InvalidBlock("invalid_tx", f"tx {i} ({tx.id.hex()[:16]}): {e.code}: {e.message}") from None
+    end_block(layer, ctx, rules)
     if compute_state_root(parent_root, layer.writes) != header.state_root:
         raise InvalidBlock("bad_state_root", "state_root does not match the state after the block")
     return layer
@@ -281,8 +313,9 @@ def apply_block(parent: Layer, parent_root: bytes, genesis: Genesis, block: Bloc
 
 def genesis_writes(genesis: Genesis) -> dict[bytes, bytes]:
     """The state at height 0: founding members with balances and stake, genesis producers approved
-    by nobody (the schedule falls back to them until candidates are elected)."""
-    writes = {}
+    by nobody (the schedule falls back to them until candidates are elected), and the default
+    rules contract with its parameters (genesis overrides applied) and empty reward pools."""
+    writes = genesis_rules_writes(dict(genesis.rules_params))
     producers = {p.name: p for p in genesis.producers}
     for m in genesis.members:
         writes[schema.account_key(m.name)] = records.encode(

@@ -85,6 +85,25 @@ def final(client, tx):
     return result
 
 
+def test_governance_changes_a_rules_parameter_at_its_effective_height(node):
+    """First in the module: no candidate is elected yet, so the genesis producer governs."""
+    c = Client(node.url)
+    rules = c.rules()
+    assert rules["params"]["attend_points"] == 1000
+    assert set(rules["pools"]) == {"content", "behaviour", "relationship"}
+    effective = c.status()["head"]["height"] + 10
+    proposal = final(c, wallet("alice").propose_param("attend_points", 1500, effective))
+    with pytest.raises(ApiError) as e:
+        c.submit(wallet("bob").approve_proposal(proposal["id"]))
+    assert (e.value.status, e.value.code) == (403, "not_producer")
+    deadline = time.time() + 30
+    while c.status()["final"]["height"] < effective and time.time() < deadline:
+        time.sleep(0.2)
+    assert c.rules()["params"]["attend_points"] == 1500
+    listed = {p["id"]: p for p in c.proposals()["proposals"]}[proposal["id"]]
+    assert (listed["status"], listed["approvals"], listed["name"]) == ("enacted", ["alice"], "attend_points")
+
+
 def test_every_kind_reaches_final(node):
     c = Client(node.url)
     alice, bob = wallet("alice"), wallet("bob")

@@ -5,6 +5,7 @@ import copy
 import msgpack
 import pytest
 
+from contracts.rules import default_rules_source
 from core import codec, crypto
 from core.errors import InvalidTx, Malformed
 from core.types import MAX_BODY_TEXT, MAX_INT, MAX_TX_BYTES, Tx, is_ticket_valid, make_ticket
@@ -30,6 +31,11 @@ BASES = {
     "unstake": ("unstake", {"amount": 100}),
     "register_producer": ("register_producer", {"node_key": node_keypair(SENDER).public_key,
                                                 "url": "http://alice.test:8000"}),
+    "govern_param": ("govern", {"proposal": {"action": "set_param", "effective_height": 100,
+                                             "name": "attend_points", "value": 2000}}),
+    "govern_upgrade": ("govern", {"proposal": {"action": "upgrade_rules", "effective_height": 100,
+                                               "source": "def on_post():\n    pass\n"}}),
+    "govern_approve": ("govern", {"approve": b"p" * 32}),
 }
 REQUIRED = {
     "post": ["body", "permlink", "tags", "title"], "comment": ["body", "permlink", "tags", "title"],
@@ -79,6 +85,14 @@ def body_set(**changes):
 def body_del(key):
     def mutate(u):
         del u[6][key]
+        return u
+    return mutate
+
+
+def proposal_set(**changes):
+    """Mutation: set keys of a govern body's proposal (kept in sorted order)."""
+    def mutate(u):
+        u[6]["proposal"] = dict(sorted({**u[6]["proposal"], **changes}.items()))
         return u
     return mutate
 
@@ -221,6 +235,25 @@ CASES = [
     ("amount_text", "unstake", body_set(amount="100"), I, "invalid_field"),
     ("node_key_33", "register_producer", body_set(node_key=b"k" * 33), I, "invalid_field"),
     ("url_over_256", "register_producer", body_set(url="u" * 257), I, "invalid_field"),
+    # govern: exactly one of proposal and approve; each proposal action has its exact keys
+    ("govern_empty", "govern_approve", field(6, {}), I, "invalid_field"),
+    ("govern_proposal_and_approve", "govern_param", body_set(approve=b"p" * 32), I, "invalid_field"),
+    ("approve_31", "govern_approve", body_set(approve=b"p" * 31), I, "invalid_field"),
+    ("approve_as_text", "govern_approve", body_set(approve="p" * 32), I, "invalid_field"),
+    ("proposal_not_map", "govern_param", body_set(proposal=[1]), I, "invalid_field"),
+    ("proposal_unknown_action", "govern_param", proposal_set(action="delete"), I, "invalid_field"),
+    ("proposal_action_of_other_keys", "govern_upgrade", proposal_set(action="set_param"), I,
+     "invalid_field"),
+    ("proposal_extra_key", "govern_param", proposal_set(zz=1), I, "invalid_field"),
+    ("proposal_keys_unsorted", "govern_param", body_set(proposal={
+        "value": 1, "name": "x", "effective_height": 1, "action": "set_param"}), I, "invalid_field"),
+    ("param_name_bad", "govern_param", proposal_set(name="Attend-Points"), I, "invalid_field"),
+    ("param_name_65", "govern_param", proposal_set(name="a" * 65), I, "invalid_field"),
+    ("param_value_negative", "govern_param", proposal_set(value=-1), I, "invalid_field"),
+    ("param_value_bool", "govern_param", proposal_set(value=True), I, "invalid_field"),
+    ("effective_height_negative", "govern_param", proposal_set(effective_height=-1), I, "invalid_field"),
+    ("source_as_bytes", "govern_upgrade", proposal_set(source=b"def f():\n    pass\n"), I,
+     "invalid_field"),
 ]
 # every required key of every kind, missing; an unknown key on every kind
 CASES += [(f"missing_{base}_{key}", base, body_del(key), I, "missing_field")
@@ -262,6 +295,9 @@ BOUNDARIES = [
     ("transfer_without_memo", "transfer", body_del("memo")),
     ("vote_producer_revoke", "vote_producer", body_set(approve=False)),
     ("chain_id_any_text", "stake", field(1, "Another Chain")),
+    ("param_name_64", "govern_param", proposal_set(name="a" * 64)),
+    ("param_value_max", "govern_param", proposal_set(value=MAX_INT)),
+    ("default_rules_source_fits_a_tx", "govern_upgrade", proposal_set(source=default_rules_source())),
 ]
 
 

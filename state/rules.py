@@ -1,0 +1,222 @@
+"""The community-asset rules on chain: the rules contract, run by the contract VM over the state.
+
+The active contract's bytecode, its hash, its parameters and the three reward pools are state
+(`v1/s/rules/`), written at genesis and changed only by governance (state.governance), so every
+node runs the same code with the same parameters. `ContractRules` is the chain's `RulesHook`:
+
+- after the base rules of a post, vote, attend or refer tx it calls the contract's hook for that
+  kind with the hook's gas limit; a `VMError` rejects the tx (`contract_failed`) with no writes;
+- at the start of each block it issues `issuance_per_block` into the pools, split by their bps;
+- at the end of every `round_blocks`-th block it calls `on_round(height // round_blocks)`. A
+  round that fails changes nothing but its status record: a block is never invalid because of it.
+
+Events a contract emits are dropped: a receipt store would cost a state write per event, and
+what they say (payouts) is visible in the accounts' assets.
+"""
+from typing import Mapping
+
+import msgpack
+
+from contracts import (DIMENSIONS, VMError, VMFault, code_hash, decode_own_value, encode_value,
+                       prepare, run)
+from contracts.rules import (DEFAULT_PARAMS, HOOK_FOR_KIND, HOOK_GAS_LIMITS, ROUND_HOOK,
+                             load_default_rules)
+from core.codec import pack_flat
+from core.errors import InvalidTx, InvariantBroken
+from state import records, schema
+from state.records import Account, Post
+from state.view import Journal
+
+# Parameters the chain itself reads (the contract may read them too), next to the contract's own.
+ISSUANCE_PARAMS = {
+    "issuance_per_block": 10_000,    # 10.000 new asset units per block, into the reward pools
+    "content_pool_bps": 5000,        # 50% of it to the content pool
+    "behaviour_pool_bps": 2500,      # 25% to the behaviour pool
+    "relationship_pool_bps": 2500,   # 25% to the relationship pool
+    "round_blocks": 20,              # on_round runs at every 20th height (0: never)
+}
+GENESIS_PARAMS = {**DEFAULT_PARAMS, **ISSUANCE_PARAMS}
+BPS = 10_000
+_NO_TX = {"kind": "", "sender": "", "id": b"", "body": {}}
+
+
+# ------------------------------------------------------------------------------ state access
+def genesis_rules_writes(overrides: Mapping[str, int]) -> dict[bytes, bytes]:
+    """The default rules contract, its parameters (genesis overrides applied) and empty pools."""
+    unknown = sorted(set(overrides) - set(GENESIS_PARAMS))
+    if unknown:
+        raise ValueError(f"invalid genesis: unknown rules parameters {unknown}")
+    code = load_default_rules()
+    writes = {schema.RULES_CODE: code, schema.RULES_HASH: code_hash(code)}
+    for name, value in {**GENESIS_PARAMS, **overrides}.items():
+        writes[schema.param_key(name)] = pack_flat(value)
+    for dimension in DIMENSIONS:
+        writes[schema.pool_key(dimension)] = pack_flat(0)
+    return writes
+
+
+def get_param(view, name: str) -> int | None:
+    raw = view.get(schema.param_key(name))
+    return None if raw is None else msgpack.unpackb(raw)
+
+
+def get_params(view) -> dict[str, int]:
+    n = len(schema.RULES_PARAM)
+    return {k[n:].decode(): msgpack.unpackb(v) for k, v in view.scan(schema.RULES_PARAM)}
+
+
+def get_pool(view, dimension: str) -> int:
+    raw = view.get(schema.pool_key(dimension))
+    return 0 if raw is None else msgpack.unpackb(raw)
+
+
+def get_code_hash(view) -> bytes | None:
+    return view.get(schema.RULES_HASH)
+
+
+def get_last_round(view) -> dict | None:
+    """Status of the latest on_round call: round, height, gas and the fault code ("" when it
+    completed)."""
+    raw = view.get(schema.RULES_LAST_ROUND)
+    if raw is None:
+        return None
+    number, height, gas, error = msgpack.unpackb(raw)
+    return {"round": number, "height": height, "gas_used": gas, "error": error}
+
+
+def _add_to_pool(j: Journal, dimension: str, delta: int) -> None:
+    j.put(schema.pool_key(dimension), pack_flat(get_pool(j, dimension) + delta))
+
+
+# ------------------------------------------------------------------------------ the host
+class ChainHost:
+    """contracts' Host over one state Journal. The VM buffers a call's writes in its own journal
+    and hands them here only when the call completed, so everything below may write directly."""
+
+    __slots__ = ("j", "ctx", "current_tx")
+
+    def __init__(self, j: Journal, ctx, current_tx: dict):
+        self.j = j
+        self.ctx = ctx
+        self.current_tx = current_tx
+
+    def tx(self) -> dict:
+        return self.current_tx
+
+    def block(self) -> dict:
+        return {"height": self.ctx.height, "slot": self.ctx.slot, "timestamp": self.ctx.timestamp_ms}
+
+    def storage_get(self, key: bytes):
+        raw = self.j.get(schema.contract_storage_key(key))
+        return None if raw is None else decode_own_value(raw)  # only this host writes there
+
+    def storage_set(self, key: bytes, value) -> None:
+        self.j.put(schema.contract_storage_key(key), encode_value(value))
+
+    def put_encoded(self, key: bytes, blob: bytes) -> None:
+        """storage_set of a value the VM's journal already encoded (and checked)."""
+        self.j.put(schema.contract_storage_key(key), blob)
+
+    def storage_delete(self, key: bytes) -> None:
+        self.j.delete(schema.contract_storage_key(key))
+
+    def account(self, name: str) -> dict | None:
+        raw = self.j.get(schema.account_key(name))
+        if raw is None:
+            return None
+        a = records.decode(Account, raw)
+        return {"name": name, "balance": a.balance, "stake": a.stake,
+                "referrer": a.referrer or None, "joined_height": a.joined_height,
+                "content": a.content, "behaviour": a.behaviour, "relationship": a.relationship}
+
+    def post(self, author: str, permlink: str) -> dict | None:
+        raw = self.j.get(schema.post_key(author, permlink))
+        if raw is None:
+            return None
+        p = records.decode(Post, raw)
+        return {"author": author, "permlink": permlink, "parent": p.parent or None,
+                "is_event": p.event is not None, "created_height": p.created_height,
+                "created_at": p.created_ms, "net_votes": p.net_votes, "vote_count": p.vote_count,
+                "attendees": p.attendees, "children": p.children}
+
+    def param(self, name: str) -> int:
+        value = get_param(self.j, name) if type(name) is str else None
+        if value is None:
+            raise VMFault("unknown_param", f"no parameter {name!r}")
+        return value
+
+    def award(self, account: str, dimension: str, amount: int) -> None:
+        """Pays what the pool has, up to amount: never fails (the VM's journal checked the rest)."""
+        paid = min(amount, get_pool(self.j, dimension))
+        if paid <= 0:
+            return
+        _add_to_pool(self.j, dimension, -paid)
+        key = schema.account_key(account)
+        a = records.decode(Account, self.j.get(key))
+        setattr(a, dimension, getattr(a, dimension) + paid)
+        self.j.put(key, records.encode(a))
+
+    def emit(self, name: str, data: dict) -> None:
+        """Dropped (see the module docstring)."""
+
+
+# ------------------------------------------------------------------------------ the hook
+class ContractRules:
+    """The RulesHook that runs the on-chain rules contract. Its only state is a cache of bytecode
+    by code hash, which is content-addressed and so cannot make two nodes differ."""
+
+    def __init__(self):
+        self._code: dict[bytes, bytes] = {}
+
+    def code(self, view) -> bytes:
+        """The active bytecode; decoded and verified once per code hash (`prepare` caches it by
+        the bytes object, and this keeps handing out the same object)."""
+        digest = view.get(schema.RULES_HASH)
+        code = self._code.get(digest)
+        if code is None:
+            code = view.get(schema.RULES_CODE)
+            if code is None:
+                raise InvariantBroken("the state holds no rules contract: the data directory was "
+                                      "made before the rules were part of the chain")
+            prepare(code)
+            self._code[digest] = code
+        return code
+
+    def on_tx(self, journal: Journal, tx, ctx) -> None:
+        hook = HOOK_FOR_KIND.get(tx.kind)
+        if hook is None:
+            return
+        host = ChainHost(journal, ctx, {"kind": tx.kind, "sender": tx.sender, "id": tx.id,
+                                        "body": tx.body})
+        try:
+            run(self.code(journal), hook, [], host, HOOK_GAS_LIMITS[hook])
+        except VMError as e:
+            raise InvalidTx("contract_failed", str(e)) from None
+
+    def begin_block(self, layer, ctx) -> None:
+        """Issue this block's new assets into the reward pools."""
+        j = Journal(layer)
+        issuance = get_param(j, "issuance_per_block") or 0
+        for dimension in DIMENSIONS:
+            share = issuance * (get_param(j, f"{dimension}_pool_bps") or 0) // BPS
+            if share:
+                _add_to_pool(j, dimension, share)
+        j.commit()
+
+    def end_block(self, layer, ctx) -> None:
+        """on_round at every round_blocks-th height; a failed round leaves only its status."""
+        every = get_param(layer, "round_blocks") or 0
+        if every <= 0 or ctx.height % every:
+            return
+        number = ctx.height // every
+        j = Journal(layer)
+        try:
+            result = run(self.code(j), ROUND_HOOK, [number], ChainHost(j, ctx, _NO_TX),
+                         HOOK_GAS_LIMITS[ROUND_HOOK])
+        except VMError as e:
+            # the code only: it is state, and a message's wording may change between releases
+            gas, error = e.gas_used, e.code
+        else:
+            j.commit()
+            gas, error = result.gas_used, ""
+        layer.writes[schema.RULES_LAST_ROUND] = pack_flat([number, ctx.height, gas, error])
