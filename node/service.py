@@ -281,6 +281,7 @@ class NodeService:
         return {
             "chain_id": self.genesis.chain_id, "genesis_hash": self.genesis.hash.hex(),
             "head": {"height": head.height, "id": head.id.hex(), "slot": head.slot},
+            "notarized": {"height": self.chain.head().height},
             "final": {"height": final.height, "id": final.id.hex()},
             "slot": self.genesis.slot_at(now_ms()), "peers": self.net.status(),
             "syncing": self.net.syncing, "mempool": len(self.mempool), "producer": self.producer_name,

@@ -40,7 +40,7 @@ class Peer:
         self.url = url.rstrip("/")
         self.client = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT)
         self.name: str | None = None  # learned from its status; used to avoid echoes
-        self.head = self.final = -1
+        self.head = self.final = self.notarized = -1
         self.ok = False
         self.txs: list[bytes] = []
         self.msgs: deque = deque(maxlen=MAX_QUEUED_MSGS)
@@ -66,6 +66,7 @@ class Network:
         self._tasks: list[asyncio.Task] = []
         self._sync_now: asyncio.Event | None = None
         self._forced = False
+        self._last_notarized = -1  # our notarized head height at the previous sync round
 
     # ------------------------------------------------------------------ identity
     def key_of(self, name: str) -> bytes | None:
@@ -171,6 +172,7 @@ class Network:
             if doc["genesis_hash"] != self.service.genesis.hash.hex():
                 raise ValueError("peer runs another chain")
             peer.name, peer.head, peer.final = doc.get("producer"), doc["head"]["height"], doc["final"]["height"]
+            peer.notarized = doc.get("notarized", {}).get("height", -1)
             peer.ok = True
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             self._mark_down(peer)
@@ -189,11 +191,18 @@ class Network:
                 pass
 
     def _ahead(self, margin: int) -> list[Peer]:
-        """Peers ahead of us by more than `margin` blocks (gossip fills a gap of one by itself)."""
+        """Peers ahead of us by more than `margin` blocks (gossip fills a gap of one by itself),
+        or, when our notarized head has not moved since the last round, peers whose notarized
+        head is higher: we missed votes, and until we learn them we would refuse to vote for
+        blocks extending their notarized chain (and they for ours), stalling finality."""
         chain = self.service.chain
         final, tip = chain.final_height + margin, chain.tip().height + margin
+        notarized = chain.head().height
+        stalled = notarized == self._last_notarized
+        self._last_notarized = notarized
         return sorted((p for p in self.peers if p.ok and not self.guard.is_banned(p.name or p.url)
-                       and (p.final > final or p.head > tip)), key=lambda p: -p.final)
+                       and (p.final > final or p.head > tip or (stalled and p.notarized > notarized))),
+                      key=lambda p: -p.final)
 
     async def _catch_up(self) -> None:
         ahead = self._ahead(0 if self._forced else 1)
