@@ -312,6 +312,22 @@ class Block:
         msg = crypto.sign_bytes_of_encoded("block", self.header.encode())
         return crypto.verify_raw(public_key, msg, self.signature)
 
+    @staticmethod
+    def peek_id(data: bytes) -> Hash | None:
+        """The id of encoded block bytes from their header alone (None if they do not start like
+        a block), so a block already held is recognised without decoding its txs."""
+        unpacker = msgpack.Unpacker(raw=False, timestamp=0, max_buffer_size=len(data) + 1)
+        unpacker.feed(data)
+        try:
+            if unpacker.read_array_header() != 3:
+                return None
+            start = unpacker.tell()
+            unpacker.skip()
+            return Hash(codec.sha256(data[start:unpacker.tell()]))
+        except (ValueError, TypeError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError,
+                msgpack.ExtraData, UnicodeDecodeError):
+            return None
+
     @classmethod
     def decode(cls, data: bytes, tx_decoder=None) -> "Block":
         """Canonical block bytes -> Block. Each tx is cut out by byte offsets (no re-encode) and

@@ -160,6 +160,8 @@ class NodeService:
     def import_block_bytes(self, data: bytes, source: str | None, relay: bool = True) -> bool:
         """A block from a peer or from sync; True if it was new. Raises InvalidBlock; on an
         unknown parent it also asks the network to sync."""
+        if Block.peek_id(data) in self.chain.nodes:
+            return False  # relayed again by another peer: already held, skip decoding its txs
         block = self.decode_block(data)
         try:
             return self.on_block(block, self.genesis.slot_at(now_ms()), source=source, relay=relay)

@@ -38,6 +38,11 @@ def mutated(draw):
 
 
 def decode_all(data: bytes) -> None:
+    peeked = Block.peek_id(data)  # never raises; when the block decodes, it agrees
+    try:
+        assert Block.decode(data).id == peeked
+    except ProtocolError:
+        pass
     for decode in (Tx.decode, Block.decode, Vote.decode):
         try:
             decode(data)
@@ -55,3 +60,7 @@ def test_mutated_wire_objects_only_raise_protocol_errors(data):
 @given(st.binary(max_size=512))
 def test_random_bytes_only_raise_protocol_errors(data):
     decode_all(data)
+
+
+def test_peek_id_is_the_block_id():
+    assert Block.peek_id(BLOCK) == Block.decode(BLOCK).id
