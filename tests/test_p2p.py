@@ -72,7 +72,7 @@ def test_unknown_sender_and_bad_signature_are_refused(client):
     assert (r.status_code, r.json()["error"]["code"]) == (401, "bad_signature")
     r = post(client, "/p2p/block", "txs", body)  # signed for another endpoint
     assert r.json()["error"]["code"] == "bad_signature"
-    r = client.post("/p2p/vote", content=b"\xc1garbage")
+    r = client.post("/p2p/votes", content=b"\xc1garbage")
     assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed")
 
 
@@ -119,8 +119,9 @@ def test_block_and_vote_from_a_peer_are_accepted_and_sync_serves_final_blocks(se
              for n in oc.nodes.values() if not n.final]
     for raw, votes in sent:
         assert post(client, "/p2p/block", "block", raw).json()["status"] == "accepted"
-        for v in votes:
-            assert post(client, "/p2p/vote", "vote", Vote.from_list(v).encode()).status_code == 202
+        if votes:
+            body = msgpack.packb([Vote.from_list(v).encode() for v in votes])
+            assert post(client, "/p2p/votes", "votes", body).status_code == 202
     assert service.chain.final_height == oc.final_height == 3
     r = client.get("/p2p/blocks", params={"from": 1, "count": 10})
     final, entries = msgpack.unpackb(r.content)
