@@ -35,7 +35,7 @@ MAX_ORPHAN_VOTES = 4096  # votes that arrived before their block, kept until it 
 VERIFY_THREADS = 2  # PyNaCl releases the GIL while it verifies: threads use the other core
 MIN_THREADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
 PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
-GOSSIP_GRACE_S = 0.25  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
+GOSSIP_GRACE_S = 0.15  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
 
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:

@@ -2,8 +2,9 @@
 
 One httpx.AsyncClient per peer, three lanes per peer, so that no message waits behind a bigger one:
 blocks, sent one at a time in order; votes, all those queued sent together in one request (a vote
-that overtakes its block waits for it at the receiver); and transactions, batched (flushed every
-FLUSH_S or TX_BATCH txs). Each queue is capped, so a slow or dead peer costs bounded memory;
+that overtakes its block waits for it at the receiver); and transactions in batches of up to
+TX_BATCH: at once when TX_EAGER or more are queued (a wallet's batch goes on as a batch), else
+after FLUSH_S, so that single txs trickling in share a request. Each queue is capped, so a slow or dead peer costs bounded memory;
 a peer that does not answer is skipped until its status answers again (it catches up by sync).
 
 Sync: every SYNC_INTERVAL_S the peers' `/v1/status` is read; when a peer is ahead, final blocks
@@ -27,6 +28,7 @@ log = logging.getLogger("p2p")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per gossip request otherwise
 FLUSH_S = 0.1
 TX_BATCH = 500
+TX_EAGER = 100
 MAX_QUEUED_TXS = 50_000
 MAX_QUEUED_MSGS = 2_000
 SYNC_INTERVAL_S = 0.5
@@ -46,6 +48,7 @@ class Peer:
         self.head = self.final = self.notarized = -1
         self.ok = False
         self.txs: list[bytes] = []
+        self.has_txs = asyncio.Event()
         self.blocks: deque = deque(maxlen=MAX_QUEUED_MSGS)
         self.has_blocks = asyncio.Event()
         self.votes: deque = deque(maxlen=MAX_QUEUED_MSGS)
@@ -125,6 +128,7 @@ class Network:
         for peer in self._targets(source):
             if len(peer.txs) < MAX_QUEUED_TXS:
                 peer.txs.append(raw)
+                peer.has_txs.set()
             else:
                 peer.dropped += 1
 
@@ -181,10 +185,13 @@ class Network:
 
     async def _tx_loop(self, peer: Peer) -> None:
         while True:
-            await asyncio.sleep(FLUSH_S)
+            await peer.has_txs.wait()
+            if len(peer.txs) < TX_EAGER:
+                await asyncio.sleep(FLUSH_S)
             while peer.txs:
                 batch, peer.txs = peer.txs[:TX_BATCH], peer.txs[TX_BATCH:]
                 await self._post(peer, "/p2p/txs", self._seal("txs", msgpack.packb(batch)))
+            peer.has_txs.clear()
 
     # ------------------------------------------------------------------ status and sync
     async def _poll(self, peer: Peer) -> None:
