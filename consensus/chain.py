@@ -233,7 +233,8 @@ class Chain:
                                            block, self.verified.verify, self.rules)
         node = BlockNode(header, block.id, block, layer, parent)
         if persist:
-            self.kv.write({schema.pending_block_key(header.height, block.id): block.encode()})
+            self.kv.write({schema.pending_block_key(header.height, block.id): block.encode()},
+                          durable=False)
         parent.children.append(node)
         self.nodes[block.id] = node
         for i, tx in enumerate(block.txs):
@@ -310,7 +311,7 @@ class Chain:
         node.votes[vote.voter] = vote
         if persist:
             self.kv.write({schema.votes_key(node.id): codec.pack_flat(
-                [v.to_list() for v in node.votes.values()])})
+                [v.to_list() for v in node.votes.values()])}, durable=False)
         if not node.notarized and len(node.votes) >= notarization_quorum(len(self.schedules.for_slot(node.slot))):
             node.notarized = True
             return self._finalize_from(node)

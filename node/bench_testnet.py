@@ -26,7 +26,7 @@ from node.bench import RawConnection, cpu_seconds, measure_raw_verify
 from node.testnet import CHAIN_ID, Testnet, free_port_range, prepare
 
 WARMUP_S = 5
-POLL_S = 0.1
+POLL_S = 0.05
 DRAIN_S = 20  # after the load, how long to wait for the last txs to become final
 
 
@@ -51,6 +51,7 @@ class _Follower:
         self.height = start_height
         self.final_at: dict[bytes, float] = {}
         self.blocks: list[tuple[int, int, float]] = []  # (slot, txs, seen final at)
+        self.slot_of: dict[bytes, int] = {}  # tx id -> slot of its block
 
     async def poll(self) -> None:
         status, body = await self.conn.request("GET", "/v1/status")
@@ -63,7 +64,9 @@ class _Follower:
             for _, raw, _ in entries[:count]:
                 header, _, txs = msgpack.unpackb(raw)
                 for tx in txs:
-                    self.final_at.setdefault(codec.sha256(codec.pack(tx)), now)
+                    tx_id = codec.sha256(codec.pack(tx))
+                    self.final_at.setdefault(tx_id, now)
+                    self.slot_of.setdefault(tx_id, header[4])
                 self.blocks.append((header[4], len(txs), now))
                 self.height += 1
 
@@ -74,6 +77,7 @@ async def _drive(net: Testnet, raws: list[bytes], rate: int, batch_size: int, st
     follower = _Follower(ports[0], start_height)
     batches = [raws[i:i + batch_size] for i in range(0, len(raws), batch_size)]
     sent_at: list[float] = [0.0] * len(batches)
+    sent_wall: list[float] = [0.0] * len(batches)
     rejected = [0]
     t0 = time.perf_counter() + 0.2
 
@@ -82,7 +86,7 @@ async def _drive(net: Testnet, raws: list[bytes], rate: int, batch_size: int, st
             delay = t0 + b * batch_size / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            sent_at[b] = time.perf_counter()
+            sent_at[b], sent_wall[b] = time.perf_counter(), time.time()
             status, body = await conns[node].request("POST", "/v1/transactions/batch",
                                                      msgpack.packb(batches[b]))
             rejected[0] += len(batches[b]) - (json.loads(body)["accepted"] if status == 200 else 0)
@@ -103,8 +107,8 @@ async def _drive(net: Testnet, raws: list[bytes], rate: int, batch_size: int, st
     await follow_task
     for c in conns + [follower.conn]:
         c.close()
-    return {"t0": t0, "load_end": load_end, "sent_at": sent_at, "rejected": rejected[0],
-            "final_at": follower.final_at, "blocks": follower.blocks, "cpu": cpu, "own_cpu": own}
+    return {"t0": t0, "load_end": load_end, "sent_at": sent_at, "sent_wall": sent_wall,
+            "rejected": rejected[0], "final_at": follower.final_at, "slot_of": follower.slot_of, "blocks": follower.blocks, "cpu": cpu, "own_cpu": own}
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -118,6 +122,7 @@ def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_
     with tempfile.TemporaryDirectory() as tmp:
         prepare(tmp, n_nodes, free_port_range(n_nodes), block_interval_ms=block_interval_ms)
         net = Testnet(tmp)
+        genesis_ms = json.loads((net.dir / "genesis.json").read_text())["genesis_time_ms"]
         raws, ids = _presign(json.loads((net.dir / "dev-keys.json").read_text()), rate * seconds)
         try:
             net.start_all()
@@ -131,6 +136,10 @@ def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_
     latencies = sorted(final_at[tx_id] - run["sent_at"][i // batch_size]
                        for i, tx_id in enumerate(ids) if tx_id in final_at
                        and window[0] <= run["sent_at"][i // batch_size] <= window[1])
+    # the same txs split at the start of their block's slot: waiting to be included, then to be final
+    to_slot = sorted((genesis_ms + run["slot_of"][tx_id] * block_interval_ms) / 1000 - run["sent_wall"][i // batch_size]
+                     for i, tx_id in enumerate(ids) if tx_id in final_at
+                     and window[0] <= run["sent_at"][i // batch_size] <= window[1])
     in_window = sum(1 for t in final_at.values() if window[0] <= t <= window[1])
     tps = in_window / (window[1] - window[0])
     slots = [slot for slot, _, seen in run["blocks"] if window[0] <= seen <= window[1]]
@@ -141,6 +150,7 @@ def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_
         "sustained_finalized_tx_per_s": round(tps),
         "submit_to_final_p50_s": _percentile(latencies, 0.5),
         "submit_to_final_p99_s": _percentile(latencies, 0.99),
+        "submit_to_block_slot_start_p50_s": _percentile(to_slot, 0.5),
         "block_interval_ms_mean": (round((slots[-1] - slots[0]) * block_interval_ms / (len(slots) - 1))
                                    if len(slots) > 1 else None),
         "slots_without_final_block": (slots[-1] - slots[0] + 1 - len(slots)) if slots else None,

@@ -31,7 +31,7 @@ TX_BATCH = 500
 TX_EAGER = 100
 MAX_QUEUED_TXS = 50_000
 MAX_QUEUED_MSGS = 2_000
-SYNC_INTERVAL_S = 0.5
+SYNC_INTERVAL_S = 1.0
 SYNC_BATCH = 64
 SYNC_LAG = 2  # more blocks behind than this and the node reports `syncing`
 TIMEOUT = httpx.Timeout(5.0, connect=1.0)
