@@ -35,6 +35,7 @@ MAX_ORPHAN_VOTES = 4096  # votes that arrived before their block, kept until it 
 VERIFY_THREADS = 2  # PyNaCl releases the GIL while it verifies: threads use the other core
 MIN_THREADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
 PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
+BUILD_BUDGET_FRACTION = 0.2  # of a slot: the most time our block's txs may take us to apply
 GOSSIP_GRACE_S = 0.15  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
 
 
@@ -69,6 +70,7 @@ class NodeService:
         self.started_ms = now_ms()
         self.orphan_votes: OrderedDict[bytes, list[tuple[Vote, str | None]]] = OrderedDict()
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
+        self._build_s_per_tx = 50e-6  # measured on each block we build (moving average)
         self.net = Network(self)
 
     # ------------------------------------------------------------------ persistence of own signing
@@ -194,10 +196,18 @@ class NodeService:
                 or self.chain.producer_for_slot(slot) != self.producer_name):
             return
         started = time.perf_counter()
-        candidates = self.mempool.take(self.genesis.params.max_block_txs, self.chain.tx_blocks,
-                                       time.monotonic())
+        # Peers must import our block and vote within the slot: a block that takes longer than
+        # a fraction of the slot to build would take them longer still, and an overloaded network
+        # that produced ever larger late blocks would never notarize one. So the block holds what
+        # this node applies in that time, at the rate it measured on its last blocks.
+        budget_s = self.genesis.params.block_interval_ms / 1000 * BUILD_BUDGET_FRACTION
+        limit = min(self.genesis.params.max_block_txs, max(1, int(budget_s / self._build_s_per_tx)))
+        candidates = self.mempool.take(limit, self.chain.tx_blocks, time.monotonic())
         block, layer, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot,
                                                         candidates)
+        if len(candidates) >= 100:
+            cost = (time.perf_counter() - started) / len(candidates)
+            self._build_s_per_tx = 0.7 * self._build_s_per_tx + 0.3 * cost
         for tx, err in rejected:
             self._reject(tx, err)
         self.last_produced_slot = slot
