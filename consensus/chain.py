@@ -248,6 +248,15 @@ class Chain:
     def _record_evidence(self, kind: str, who: str, slot: int, ids: list[str]) -> None:
         self.evidence.append({"kind": kind, "producer": who, "slot": slot, "ids": ids})
 
+    def pending_tx_ids(self, node: BlockNode) -> set[Hash]:
+        """Ids of the txs in the non-final blocks from `node` back to the final block: what a
+        block built on `node` must not include again (txs of other branches may be included)."""
+        ids = set()
+        while node is not None and not node.final:
+            ids.update(tx.id for tx in node.block.txs)
+            node = node.parent
+        return ids
+
     def build_block(self, key, producer: str, slot: int, candidates: list[Tx]) -> tuple[Block, Layer, list]:
         """Produce a block for `slot` on the head: apply candidates in order, skipping invalid ones.
         Returns the block (not yet added), its state layer (for `add_block`, so our own block is not

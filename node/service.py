@@ -202,7 +202,7 @@ class NodeService:
         # this node applies in that time, at the rate it measured on its last blocks.
         budget_s = self.genesis.params.block_interval_ms / 1000 * BUILD_BUDGET_FRACTION
         limit = min(self.genesis.params.max_block_txs, max(1, int(budget_s / self._build_s_per_tx)))
-        candidates = self.mempool.take(limit, self.chain.tx_blocks, time.monotonic())
+        candidates = self.mempool.take(limit, self.chain.pending_tx_ids(self.chain.head()), time.monotonic())
         block, layer, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot,
                                                         candidates)
         if len(candidates) >= 100:
