@@ -55,6 +55,9 @@ class VerifiedCache:
             for k in list(self._seen)[: self._capacity // 10]:
                 del self._seen[k]
 
+    def has(self, tx: Tx, public_key: bytes) -> bool:
+        return tx.id + public_key in self._seen
+
     def verify(self, tx: Tx, public_key: bytes) -> bool:
         if tx.id + public_key in self._seen:
             return True
@@ -75,6 +78,7 @@ class Chain:
         self.verified = VerifiedCache()
         self.nodes: dict[Hash, BlockNode] = {}
         self.tx_blocks: dict[Hash, BlockNode] = {}  # tx id -> non-final block holding it
+        self._tx_index: dict[Hash, int] = {}  # tx id -> its position in that block
         self.evidence: list[dict] = []
         self._open_store()
 
@@ -166,8 +170,7 @@ class Chain:
     def tx_status(self, tx_id: Hash) -> tuple[str, int | None, int | None]:
         node = self.tx_blocks.get(tx_id)
         if node is not None:
-            idx = next(i for i, t in enumerate(node.block.txs) if t.id == tx_id)
-            return "included", node.height, idx
+            return "included", node.height, self._tx_index[tx_id]
         loc = transition.get_tx_location(self.final.layer, tx_id)
         if loc is not None:
             return "final", loc[0], loc[1]
@@ -230,11 +233,13 @@ class Chain:
                                            block, self.verified.verify, self.rules)
         node = BlockNode(header, block.id, block, layer, parent)
         if persist:
-            self.kv.write({schema.pending_block_key(header.height, block.id): block.encode()})
+            self.kv.write({schema.pending_block_key(header.height, block.id): block.encode()},
+                          durable=False)
         parent.children.append(node)
         self.nodes[block.id] = node
-        for tx in block.txs:
+        for i, tx in enumerate(block.txs):
             self.tx_blocks[tx.id] = node
+            self._tx_index[tx.id] = i
         return node
 
     def _same_slot(self, header: BlockHeader) -> list[BlockNode]:
@@ -242,6 +247,15 @@ class Chain:
 
     def _record_evidence(self, kind: str, who: str, slot: int, ids: list[str]) -> None:
         self.evidence.append({"kind": kind, "producer": who, "slot": slot, "ids": ids})
+
+    def pending_tx_ids(self, node: BlockNode) -> set[Hash]:
+        """Ids of the txs in the non-final blocks from `node` back to the final block: what a
+        block built on `node` must not include again (txs of other branches may be included)."""
+        ids = set()
+        while node is not None and not node.final:
+            ids.update(tx.id for tx in node.block.txs)
+            node = node.parent
+        return ids
 
     def build_block(self, key, producer: str, slot: int, candidates: list[Tx]) -> tuple[Block, Layer, list]:
         """Produce a block for `slot` on the head: apply candidates in order, skipping invalid ones.
@@ -306,7 +320,7 @@ class Chain:
         node.votes[vote.voter] = vote
         if persist:
             self.kv.write({schema.votes_key(node.id): codec.pack_flat(
-                [v.to_list() for v in node.votes.values()])})
+                [v.to_list() for v in node.votes.values()])}, durable=False)
         if not node.notarized and len(node.votes) >= notarization_quorum(len(self.schedules.for_slot(node.slot))):
             node.notarized = True
             return self._finalize_from(node)
@@ -371,12 +385,14 @@ class Chain:
             b.final = True
             for tx in b.block.txs:
                 self.tx_blocks.pop(tx.id, None)
+                self._tx_index.pop(tx.id, None)
         for node in list(self.nodes.values()):
             if node not in keep and node is not target:
                 if node.block is not None:
                     for tx in node.block.txs:
                         if self.tx_blocks.get(tx.id) is node:
                             del self.tx_blocks[tx.id]
+                            del self._tx_index[tx.id]
                 del self.nodes[node.id]
         target.layer.writes = {}
         target.layer.parent = None

@@ -91,8 +91,12 @@ def unpack_schema_checked(data: bytes, max_size: int):
 
 
 def is_sorted_map(m: dict) -> bool:
-    keys = list(m)
-    return all(type(k) is str for k in keys) and keys == sorted(keys)
+    previous = None
+    for key in m:
+        if type(key) is not str or (previous is not None and key <= previous):
+            return False
+        previous = key
+    return True
 
 
 def sha256(data: bytes) -> bytes:

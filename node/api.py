@@ -170,16 +170,20 @@ def create_app(service: NodeService) -> "FastSubmit":
             raise Malformed("malformed", "a batch is a msgpack array of signed-tx byte strings")
         if len(items) > MAX_BATCH_TXS:
             raise Malformed("too_large", f"at most {MAX_BATCH_TXS} txs per batch", status=413)
-        results, accepted = [], 0
+        decoded: list[Tx | ProtocolError] = []
         for raw in items:
-            tx_id = codec.sha256(raw).hex()
             try:
-                tx = Tx.decode(raw)
-                service.submit(tx)
-                results.append({"id": tx_id, "status": "pending"})
-                accepted += 1
+                decoded.append(Tx.decode(raw))
             except ProtocolError as e:
-                results.append({"id": tx_id, "error": {"code": e.code, "message": e.message}})
+                decoded.append(e)
+        errors = iter(await service.submit_many([d for d in decoded if isinstance(d, Tx)]))
+        results = []
+        for raw, item in zip(items, decoded):
+            err = item if isinstance(item, ProtocolError) else next(errors)
+            tx_id = codec.sha256(raw).hex()
+            results.append({"id": tx_id, "status": "pending"} if err is None
+                           else {"id": tx_id, "error": {"code": err.code, "message": err.message}})
+        accepted = sum(1 for r in results if "status" in r)
         return json_response({"accepted": accepted, "results": results})
 
     @app.get("/v1/transactions/{tx_id}")

@@ -41,14 +41,16 @@ def bench_ingest_cmd(single, batched, port, as_json):
 
 
 @bench.command("testnet")
-@click.option("--txs", default=40_000, show_default=True, type=click.IntRange(1000))
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 2000))
+@click.option("--rate", default=2000, show_default=True, type=click.IntRange(100),
+              help="Offered load, txs per second, steady.")
+@click.option("--seconds", default=60, show_default=True, type=click.IntRange(10))
+@click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 2000))
 @click.option("--nodes", default=4, show_default=True, type=click.IntRange(1, 16))
 @click.option("--json", "as_json", is_flag=True)
-def bench_testnet_cmd(txs, batch_size, nodes, as_json):
-    """A local N-validator testnet driven with pre-signed txs through the batch endpoint."""
-    from node.testnet import bench_testnet
-    figures = bench_testnet(txs, batch_size, nodes)
+def bench_testnet_cmd(rate, seconds, batch_size, nodes, as_json):
+    """A local N-validator testnet under a steady load of pre-signed txs sent in batches."""
+    from node.bench_testnet import bench_testnet
+    figures = bench_testnet(rate, seconds, batch_size, nodes)
     click.echo(json.dumps(figures)) if as_json else _print(f"testnet ({nodes} validators)", figures)
 
 

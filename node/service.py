@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 
@@ -31,6 +32,15 @@ from state.view import Layer
 log = logging.getLogger("node")
 REJECTED_MEMORY = 100_000
 MAX_ORPHAN_VOTES = 4096  # votes that arrived before their block, kept until it does
+VERIFY_THREADS = 2  # PyNaCl releases the GIL while it verifies: threads use the other core
+MIN_THREADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
+PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
+BUILD_BUDGET_FRACTION = 0.2  # of a slot: the most time our block's txs may take us to apply
+GOSSIP_GRACE_S = 0.15  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
+
+
+def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:
+    return [tx.verify(key) for tx, key in pairs]
 
 
 def now_ms() -> int:
@@ -59,6 +69,8 @@ class NodeService:
         self._task: asyncio.Task | None = None
         self.started_ms = now_ms()
         self.orphan_votes: OrderedDict[bytes, list[tuple[Vote, str | None]]] = OrderedDict()
+        self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
+        self._build_s_per_tx = 50e-6  # measured on each block we build (moving average)
         self.net = Network(self)
 
     # ------------------------------------------------------------------ persistence of own signing
@@ -73,21 +85,63 @@ class NodeService:
     def submit(self, tx: Tx, source: str | None = None) -> None:
         """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error.
         An admitted tx is queued for gossip to every peer but `source` (the peer it came from)."""
-        if tx.id in self.mempool:
-            raise InvalidTx("duplicate", "tx is already pending", status=409)
-        status, _, _ = self.chain.tx_status(tx.id)
-        if status != "unknown":
-            raise InvalidTx("duplicate", f"tx is already {status}", status=409)
-        head = self.chain.head()
+        if self.holds_tx(tx.id):
+            raise InvalidTx("duplicate", "tx is already pending or included", status=409)
+        tip = self.chain.tip()
         now = now_ms()
-        slot = max(self.genesis.slot_at(now), head.slot + 1)
-        ctx = transition.make_context(self.genesis, head.height + 1, slot, now)
-        # a dry run against the head state: the same checks the block will make, thrown away
-        transition.apply_tx(Layer(self.chain.tip().layer), tx, ctx, 0, self.chain.verified.verify,
-                            self.chain.rules)
-        self.mempool.add(tx)
+        slot = max(self.genesis.slot_at(now), tip.slot + 1)
+        ctx = transition.make_context(self.genesis, tip.height + 1, slot, now)
+        if source is None:
+            # from a wallet: a dry run against the tip state (the same checks the block will make,
+            # contract hook included, thrown away), so the wallet learns now what would fail
+            transition.apply_tx(Layer(tip.layer), tx, ctx, 0, self.chain.verified.verify, self.chain.rules)
+        else:
+            # relayed by an authenticated peer, which made that dry run: only what makes the tx
+            # worthless everywhere (chain, expiry, replay, membership, signature); the rest is
+            # checked when a block is built, as for any tx
+            transition.check_tx_envelope(tip.layer, tx, ctx, self.chain.verified.verify)
+        held = source is None and self.net.peers
+        self.mempool.add(tx, time.monotonic() + GOSSIP_GRACE_S if held else 0.0)
         self.rejected.pop(tx.id, None)
-        self.net.queue_tx(tx.raw, exclude=source)
+        self.net.queue_tx(tx.raw, source)
+
+    def holds_tx(self, tx_id: bytes) -> bool:
+        """Pending here or in a non-final block: a copy arriving again is a duplicate."""
+        return tx_id in self.mempool or tx_id in self.chain.tx_blocks
+
+    async def preverify(self, txs: list[Tx]) -> None:
+        """Verify, on worker threads, the signatures of many txs this node has not verified yet,
+        and remember those that pass, so that admission and block import find them verified. The
+        event loop stays free for votes and blocks meanwhile. A tx that fails is left for the
+        normal path to reject with its error code."""
+        tip, verified = self.chain.tip().layer, self.chain.verified
+        todo = []
+        for tx in txs:
+            sender = transition.get_account(tip, tx.sender)
+            if sender is not None and not verified.has(tx, sender.public_key):
+                todo.append((tx, sender.public_key))
+        if len(todo) < MIN_THREADED_VERIFY:
+            return
+        loop = asyncio.get_running_loop()
+        chunks = [todo[i::VERIFY_THREADS] for i in range(VERIFY_THREADS)]
+        results = await asyncio.gather(*(loop.run_in_executor(self._verify_pool, _verify_all, c)
+                                         for c in chunks))
+        for chunk, oks in zip(chunks, results):
+            for (tx, key), ok in zip(chunk, oks):
+                if ok:
+                    verified.add(tx, key)
+
+    async def submit_many(self, txs: list[Tx], source: str | None = None) -> list[ProtocolError | None]:
+        """`submit` each tx, signatures verified off the event loop first; per tx, its error or None."""
+        await self.preverify(txs)
+        errors = []
+        for tx in txs:
+            try:
+                self.submit(tx, source)
+                errors.append(None)
+            except ProtocolError as e:
+                errors.append(e)
+        return errors
 
     def tx_status(self, tx_id: bytes) -> dict:
         status, height, index = self.chain.tx_status(tx_id)
@@ -141,15 +195,28 @@ class NodeService:
         if (self.producer_key is None or slot <= self.last_produced_slot
                 or self.chain.producer_for_slot(slot) != self.producer_name):
             return
-        pending = set(self.chain.tx_blocks)
-        candidates = self.mempool.take(self.genesis.params.max_block_txs, exclude=pending)
+        started = time.perf_counter()
+        # Peers must import our block and vote within the slot: a block that takes longer than
+        # a fraction of the slot to build would take them longer still, and an overloaded network
+        # that produced ever larger late blocks would never notarize one. So the block holds what
+        # this node applies in that time, at the rate it measured on its last blocks.
+        budget_s = self.genesis.params.block_interval_ms / 1000 * BUILD_BUDGET_FRACTION
+        limit = min(self.genesis.params.max_block_txs, max(1, int(budget_s / self._build_s_per_tx)))
+        candidates = self.mempool.take(limit, self.chain.pending_tx_ids(self.chain.head()), time.monotonic())
         block, layer, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot,
                                                         candidates)
+        if len(candidates) >= 100:
+            cost = (time.perf_counter() - started) / len(candidates)
+            self._build_s_per_tx = 0.7 * self._build_s_per_tx + 0.3 * cost
         for tx, err in rejected:
             self._reject(tx, err)
         self.last_produced_slot = slot
         self._persist_slot(schema.LAST_PRODUCED, slot)
+        built = time.perf_counter()
         self.on_block(block, slot, own_layer=layer)
+        log.info("produced block %d (slot %d, %d txs, parent slot %d) in %.0f ms, added in %.0f ms",
+                 block.header.height, slot, len(block.txs), self.chain.nodes[block.header.prev_id].slot,
+                 (built - started) * 1000, (time.perf_counter() - built) * 1000)
 
     def decode_block(self, data: bytes) -> Block:
         """Block bytes -> Block, reusing the decoded txs this node already holds in its mempool."""
@@ -157,13 +224,19 @@ class NodeService:
             return self.mempool.get(codec.sha256(raw)) or Tx.decode(raw)
         return Block.decode(data, tx_decoder)
 
-    def import_block_bytes(self, data: bytes, source: str | None, relay: bool = True) -> bool:
+    async def import_block_bytes(self, data: bytes, source: str | None, relay: bool = True) -> bool:
         """A block from a peer or from sync; True if it was new. Raises InvalidBlock; on an
-        unknown parent it also asks the network to sync."""
+        unknown parent it also asks the network to sync. Signatures of txs that did not reach
+        us by gossip are verified off the event loop first."""
         if Block.peek_id(data) in self.chain.nodes:
             return False  # relayed again by another peer: already held, skip decoding its txs
+        started = time.perf_counter()
         block = self.decode_block(data)
+        await self.preverify([tx for tx in block.txs if tx.id not in self.mempool])
         try:
+            log.debug("block %d slot %d (%d txs) from %s at slot %d, decoded in %.0f ms", block.header.height,
+                      block.header.slot, len(block.txs), source, self.genesis.slot_at(now_ms()),
+                      (time.perf_counter() - started) * 1000)
             return self.on_block(block, self.genesis.slot_at(now_ms()), source=source, relay=relay)
         except InvalidBlock as e:
             if e.code == "unknown_parent":
@@ -177,7 +250,7 @@ class NodeService:
             return False
         node = self.chain.add_block(block, now_slot, own_layer=own_layer)
         if relay:
-            self.net.broadcast_block(block.encode(), exclude=source)
+            self.net.broadcast_block(block.encode(), source)
         for tx in block.txs:
             self._wake(tx.id, "included")
         self._maybe_vote(node, now_slot)
@@ -215,7 +288,7 @@ class NodeService:
         was_notarized = node is not None and node.notarized
         finalized = self.chain.add_vote(vote)
         if is_new and relay:
-            self.net.broadcast_vote(vote.encode(), exclude=source)
+            self.net.broadcast_vote(vote.encode(), source)
         for final in finalized:
             ids = [tx.id for tx in final.block.txs]
             self.mempool.remove(ids)
@@ -250,10 +323,24 @@ class NodeService:
                     break
         return chain.final_height, entries
 
+    async def _await_previous_block(self, slot: int) -> None:
+        """Streamlet builds on the longest notarized chain. If the previous slot's block extends
+        it but its votes are still arriving, wait for them (up to PARENT_WAIT_FRACTION of the
+        slot): building beside it instead would fork, and one of the two blocks would be lost."""
+        if self.producer_key is None or self.chain.producer_for_slot(slot) != self.producer_name:
+            return
+        deadline = self.genesis.slot_start_ms(slot) + self.genesis.params.block_interval_ms * PARENT_WAIT_FRACTION
+        while now_ms() < deadline:
+            tip = self.chain.tip()
+            if tip.slot != slot - 1 or tip.notarized:
+                return
+            await asyncio.sleep(0.005)
+
     async def run_producer(self) -> None:
         while True:
+            slot = self.genesis.slot_at(now_ms())
+            await self._await_previous_block(slot)
             now = now_ms()
-            slot = self.genesis.slot_at(now)
             try:
                 self.produce(slot)
                 for tx in self.mempool.evict_expired(now):
@@ -276,6 +363,7 @@ class NodeService:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        self._verify_pool.shutdown(wait=True)
         self.kv.close()
 
     def status(self) -> dict:

@@ -1,8 +1,9 @@
 """The LevelDB implementation of state.kv.KVStore (plyvel).
 
 64 MiB write buffer: the 4 MiB default stalls under sustained block commits on this class of
-machine. Batches are written with sync=True so a committed final block survives `kill -9` and
-power loss alike.
+machine. Durable batches are written with sync=True so a committed final block survives `kill -9`
+and power loss alike; the others (blocks and votes not yet final) go to the OS without waiting for
+the disk, which `kill -9` cannot lose.
 """
 import plyvel
 
@@ -26,8 +27,8 @@ class LevelDBStore:
             items = list(it)
         yield from reversed(items)
 
-    def write(self, puts, deletes=frozenset()):
-        with self._db.write_batch(sync=self._sync) as wb:
+    def write(self, puts, deletes=frozenset(), durable=True):
+        with self._db.write_batch(sync=self._sync and durable) as wb:
             for k in deletes:
                 wb.delete(k)
             for k, v in puts.items():

@@ -3,7 +3,7 @@ before the node service sees its content.
 
 envelope = msgpack [sender, body, signature], signature = Ed25519 of
 sign_bytes("p2p", [chain_id, kind, sender, body]) by the sender's node key. The kind ("txs",
-"block", "vote") and chain id are signed so a message cannot be replayed on another endpoint or
+"block", "votes") and chain id are signed so a message cannot be replayed on another endpoint or
 chain; replaying the same message is harmless (everything it carries is deduplicated).
 """
 import time
@@ -14,7 +14,7 @@ from core import crypto
 from core.errors import Malformed, ProtocolError
 from core.types import is_name
 
-KINDS = ("txs", "block", "vote")
+KINDS = ("txs", "block", "votes")
 # what a peer got wrong on purpose or through a bug; anything else (unknown parent, stale, future,
 # a tx that is already known or expired) is a timing difference between honest nodes
 PENALIZED = frozenset({"malformed", "non_canonical", "bad_signature", "bad_tx_root",

@@ -1,8 +1,10 @@
 """Outbound gossip and catch-up sync.
 
-One httpx.AsyncClient per peer, two lanes per peer: consensus messages (blocks, votes) sent one at
-a time in order, so a block always precedes the votes for it; and transactions, batched (flushed
-every FLUSH_S or TX_BATCH txs). Each queue is capped, so a slow or dead peer costs bounded memory;
+One httpx.AsyncClient per peer, three lanes per peer, so that no message waits behind a bigger one:
+blocks, sent one at a time in order; votes, all those queued sent together in one request (a vote
+that overtakes its block waits for it at the receiver); and transactions in batches of up to
+TX_BATCH: at once when TX_EAGER or more are queued (a wallet's batch goes on as a batch), else
+after FLUSH_S, so that single txs trickling in share a request. Each queue is capped, so a slow or dead peer costs bounded memory;
 a peer that does not answer is skipped until its status answers again (it catches up by sync).
 
 Sync: every SYNC_INTERVAL_S the peers' `/v1/status` is read; when a peer is ahead, final blocks
@@ -20,14 +22,16 @@ import msgpack
 from core.errors import InvalidBlock, InvalidVote, Malformed, ProtocolError
 from core.types import Vote
 from p2p.envelope import PeerGuard, is_penalized, seal
+from p2p.routes import MAX_VOTES_PER_BATCH
 
 log = logging.getLogger("p2p")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per gossip request otherwise
-FLUSH_S = 0.05
+FLUSH_S = 0.1
 TX_BATCH = 500
+TX_EAGER = 100
 MAX_QUEUED_TXS = 50_000
 MAX_QUEUED_MSGS = 2_000
-SYNC_INTERVAL_S = 0.5
+SYNC_INTERVAL_S = 1.0
 SYNC_BATCH = 64
 SYNC_LAG = 2  # more blocks behind than this and the node reports `syncing`
 TIMEOUT = httpx.Timeout(5.0, connect=1.0)
@@ -40,11 +44,15 @@ class Peer:
         self.url = url.rstrip("/")
         self.client = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT)
         self.name: str | None = None  # learned from its status; used to avoid echoes
+        self.links: frozenset[str] = frozenset()  # names of the peers it reports up
         self.head = self.final = self.notarized = -1
         self.ok = False
         self.txs: list[bytes] = []
-        self.msgs: deque = deque(maxlen=MAX_QUEUED_MSGS)
-        self.has_msgs = asyncio.Event()
+        self.has_txs = asyncio.Event()
+        self.blocks: deque = deque(maxlen=MAX_QUEUED_MSGS)
+        self.has_blocks = asyncio.Event()
+        self.votes: deque = deque(maxlen=MAX_QUEUED_MSGS)
+        self.has_votes = asyncio.Event()
         self.dropped = 0
 
     def to_json(self) -> dict:
@@ -86,7 +94,8 @@ class Network:
         self._sync_now = asyncio.Event()
         loop = asyncio.get_running_loop()
         for peer in self.peers:
-            self._tasks.append(loop.create_task(self._msg_loop(peer)))
+            self._tasks.append(loop.create_task(self._block_loop(peer)))
+            self._tasks.append(loop.create_task(self._vote_loop(peer)))
             self._tasks.append(loop.create_task(self._tx_loop(peer)))
         if self.peers:
             self._tasks.append(loop.create_task(self._sync_loop()))
@@ -103,31 +112,40 @@ class Network:
         return [p.to_json() for p in self.peers]
 
     # ------------------------------------------------------------------ outbound
-    def _targets(self, exclude: str | None):
-        return [p for p in self.peers if p.ok and (exclude is None or p.name != exclude)]
+    def _targets(self, source: str | None) -> list[Peer]:
+        """The peers to pass on a message that came from peer `source` (None: from a client or
+        from this node): not `source` itself, and not the peers `source` reported linked to it
+        in its last status, which it has sent the message to itself. In a full mesh nothing is
+        relayed; where a link is missing, the message goes around it."""
+        if source is None:
+            return [p for p in self.peers if p.ok]
+        links = next((p.links for p in self.peers if p.name == source), frozenset())
+        return [p for p in self.peers if p.ok and p.name != source and p.name not in links]
 
-    def queue_tx(self, raw: bytes, exclude: str | None = None) -> None:
+    def queue_tx(self, raw: bytes, source: str | None = None) -> None:
         if not self._can_send():
             return
-        for peer in self._targets(exclude):
+        for peer in self._targets(source):
             if len(peer.txs) < MAX_QUEUED_TXS:
                 peer.txs.append(raw)
+                peer.has_txs.set()
             else:
                 peer.dropped += 1
 
-    def _broadcast(self, path: str, kind: str, body: bytes, exclude: str | None) -> None:
+    def broadcast_block(self, block_bytes: bytes, source: str | None = None) -> None:
         if not self._can_send():
             return
-        envelope = self._seal(kind, body)
-        for peer in self._targets(exclude):
-            peer.msgs.append((path, envelope))
-            peer.has_msgs.set()
+        envelope = self._seal("block", block_bytes)
+        for peer in self._targets(source):
+            peer.blocks.append(envelope)
+            peer.has_blocks.set()
 
-    def broadcast_block(self, block_bytes: bytes, exclude: str | None = None) -> None:
-        self._broadcast("/p2p/block", "block", block_bytes, exclude)
-
-    def broadcast_vote(self, vote_bytes: bytes, exclude: str | None = None) -> None:
-        self._broadcast("/p2p/vote", "vote", vote_bytes, exclude)
+    def broadcast_vote(self, vote_bytes: bytes, source: str | None = None) -> None:
+        if not self._can_send():
+            return
+        for peer in self._targets(source):
+            peer.votes.append(vote_bytes)
+            peer.has_votes.set()
 
     def request_sync(self) -> None:
         """Pull from peers now, even from one only a block ahead (we saw a block we cannot attach)."""
@@ -146,23 +164,34 @@ class Network:
 
     def _mark_down(self, peer: Peer) -> None:
         peer.ok = False
-        peer.msgs.clear()
+        peer.blocks.clear()
+        peer.votes.clear()
         peer.txs = []
 
-    async def _msg_loop(self, peer: Peer) -> None:
+    async def _block_loop(self, peer: Peer) -> None:
         while True:
-            await peer.has_msgs.wait()
-            while peer.msgs:
-                path, data = peer.msgs.popleft()
-                await self._post(peer, path, data)
-            peer.has_msgs.clear()
+            await peer.has_blocks.wait()
+            while peer.blocks:
+                await self._post(peer, "/p2p/block", peer.blocks.popleft())
+            peer.has_blocks.clear()
+
+    async def _vote_loop(self, peer: Peer) -> None:
+        while True:
+            await peer.has_votes.wait()
+            while peer.votes:
+                batch = [peer.votes.popleft() for _ in range(min(MAX_VOTES_PER_BATCH, len(peer.votes)))]
+                await self._post(peer, "/p2p/votes", self._seal("votes", msgpack.packb(batch)))
+            peer.has_votes.clear()
 
     async def _tx_loop(self, peer: Peer) -> None:
         while True:
-            await asyncio.sleep(FLUSH_S)
+            await peer.has_txs.wait()
+            if len(peer.txs) < TX_EAGER:
+                await asyncio.sleep(FLUSH_S)
             while peer.txs:
                 batch, peer.txs = peer.txs[:TX_BATCH], peer.txs[TX_BATCH:]
                 await self._post(peer, "/p2p/txs", self._seal("txs", msgpack.packb(batch)))
+            peer.has_txs.clear()
 
     # ------------------------------------------------------------------ status and sync
     async def _poll(self, peer: Peer) -> None:
@@ -173,6 +202,7 @@ class Network:
                 raise ValueError("peer runs another chain")
             peer.name, peer.head, peer.final = doc.get("producer"), doc["head"]["height"], doc["final"]["height"]
             peer.notarized = doc.get("notarized", {}).get("height", -1)
+            peer.links = frozenset(p["name"] for p in doc.get("peers", ()) if p.get("up") and p.get("name"))
             peer.ok = True
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             self._mark_down(peer)
@@ -221,7 +251,7 @@ class Network:
                 return
             peer_final, entries = self._parse(r.content, peer)
             peer.final = max(peer.final, peer_final)
-            self._apply(entries, peer)
+            await self._apply(entries, peer)
             if (chain.final_height, chain.tip().height) == before or chain.final_height >= peer.final:
                 break
             self.syncing = peer.final > chain.final_height + SYNC_LAG
@@ -241,7 +271,7 @@ class Network:
             self.guard.penalize(peer.name or peer.url)
             raise Malformed("malformed", f"sync answer of {peer.url} is not [final, entries]") from None
 
-    def _apply(self, entries: list, peer: Peer) -> None:
+    async def _apply(self, entries: list, peer: Peer) -> None:
         """Hand each fetched block, then its votes, to the service; ban the peer on invalid data."""
         who = peer.name or peer.url
         for entry in entries:
@@ -250,7 +280,7 @@ class Network:
                         or type(entry[1]) is not bytes or type(entry[2]) is not list):
                     raise Malformed("malformed", "a sync entry is [block_id, block, votes]")
                 if entry[0] not in self.service.chain.nodes:  # known blocks are not decoded again
-                    self.service.import_block_bytes(entry[1], source=None, relay=False)
+                    await self.service.import_block_bytes(entry[1], source=None, relay=False)
                 for v in entry[2]:
                     try:
                         self.service.on_vote(Vote.from_list(v), source=None, relay=False)

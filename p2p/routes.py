@@ -3,21 +3,24 @@ key; they are checked against a per-IP limit before the signature is verified an
 limit after it. A sender caught sending invalid data is ignored for a while. `GET /p2p/blocks`
 serves public data (final blocks with their votes, then the non-final tree) for catch-up sync.
 """
+import logging
 
 import msgpack
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from core import types
+from core import codec, types
 from core.errors import InvalidBlock, InvalidTx, InvalidVote, Malformed, ProtocolError
 from core.types import Tx, Vote
 from node.http import json_response, read_body
 from p2p.envelope import is_penalized, open_envelope
 
+log = logging.getLogger("p2p")
 MAX_TXS_BODY = 12 * 1024 * 1024
 MAX_TXS_PER_BATCH = 1000
 MAX_BLOCK_BODY = types.MAX_BLOCK_BYTES + 1024
-MAX_VOTE_BODY = 2048
+MAX_VOTES_PER_BATCH = 64
+MAX_VOTES_BODY = MAX_VOTES_PER_BATCH * 512
 MAX_SYNC_COUNT = 256
 MAX_SYNC_BYTES = 16 * 1024 * 1024
 
@@ -49,38 +52,47 @@ def make_p2p_router(service) -> APIRouter:
             raws = None
         if type(raws) is not list or len(raws) > MAX_TXS_PER_BATCH or not all(type(r) is bytes for r in raws):
             punish(sender, Malformed("malformed", f"txs is a msgpack array of <= {MAX_TXS_PER_BATCH} signed txs"))
-        accepted = 0
+        txs = []
         for raw in raws:
+            if service.holds_tx(codec.sha256(raw)):
+                continue  # relayed to us by several peers: skip before decoding
             try:
-                tx = Tx.decode(raw)
+                txs.append(Tx.decode(raw))
             except (Malformed, InvalidTx) as e:  # static checks: no honest node relays such a tx
                 net.guard.penalize(sender)
                 raise Malformed(e.code, f"tx in batch: {e.message}") from None
-            try:
-                service.submit(tx, source=sender)
-                accepted += 1
-            except ProtocolError:
-                continue  # duplicate, expired, unfunded...: state differs between honest nodes
-        return json_response({"accepted": accepted}, 202)
+        # a tx refused here (duplicate, expired, unfunded...) is no fault: honest states differ
+        errors = await service.submit_many(txs, source=sender)
+        return json_response({"accepted": errors.count(None)}, 202)
 
     @router.post("/block")
     async def post_block(request: Request):
         sender, body = await receive(request, "block", MAX_BLOCK_BODY)
         try:
-            new = service.import_block_bytes(body, source=sender)
+            new = await service.import_block_bytes(body, source=sender)
         except InvalidBlock as e:
+            log.debug("block from %s refused: %s", sender, e)
             punish(sender, e)
             return json_response({"status": e.code}, 202)
         return json_response({"status": "accepted" if new else "known"}, 202)
 
-    @router.post("/vote")
-    async def post_vote(request: Request):
-        sender, body = await receive(request, "vote", MAX_VOTE_BODY)
+    @router.post("/votes")
+    async def post_votes(request: Request):
+        sender, body = await receive(request, "votes", MAX_VOTES_BODY)
         try:
-            service.on_vote(Vote.decode(body), source=sender)
-        except (InvalidVote, Malformed) as e:
-            punish(sender, e)
-            return json_response({"status": e.code}, 202)
+            raws = msgpack.unpackb(body)
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            raws = None
+        if type(raws) is not list or not 1 <= len(raws) <= MAX_VOTES_PER_BATCH:
+            punish(sender, Malformed("malformed", f"votes is a msgpack array of 1..{MAX_VOTES_PER_BATCH} votes"))
+        for raw in raws:
+            try:
+                if type(raw) is not bytes:
+                    raise Malformed("malformed", "a vote is a byte string")
+                service.on_vote(Vote.decode(raw), source=sender)
+            except (InvalidVote, Malformed) as e:
+                log.debug("vote from %s refused: %s", sender, e)
+                punish(sender, e)
         return json_response({"status": "accepted"}, 202)
 
     @router.get("/blocks")

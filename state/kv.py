@@ -3,7 +3,7 @@
 A store offers point reads, ordered prefix scans and one atomic batch write; everything else
 (overlays, schema, the chain store) is built on top, so LevelDB and memory pass one conformance suite.
 """
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from typing import Iterator, Protocol
 
 
@@ -13,8 +13,11 @@ class KVStore(Protocol):
     def scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) pairs whose key starts with prefix, in key order."""
 
-    def write(self, puts: dict[bytes, bytes], deletes: frozenset[bytes] | set[bytes] = frozenset()) -> None:
-        """Apply all puts and deletes atomically (all or nothing, durable when it returns)."""
+    def write(self, puts: dict[bytes, bytes], deletes: frozenset[bytes] | set[bytes] = frozenset(),
+              durable: bool = True) -> None:
+        """Apply all puts and deletes atomically (all or nothing). With durable, the batch has
+        reached the disk when this returns; without, it survives the process being killed but
+        not a power loss (for data peers can send again: their blocks and votes)."""
 
     def close(self) -> None: ...
 
@@ -38,12 +41,15 @@ class MemoryKV:
         for k in reversed(hits) if reverse else hits:
             yield k, self._data[k]
 
-    def write(self, puts, deletes=frozenset()):
+    def write(self, puts, deletes=frozenset(), durable=True):
         for k in deletes:
             if k in self._data:
                 del self._data[k]
-        self._data.update(puts)
-        self._keys = sorted(self._data)
+                del self._keys[bisect_left(self._keys, k)]
+        for k, v in puts.items():
+            if k not in self._data:
+                insort(self._keys, k)
+            self._data[k] = v
 
     def close(self):
         pass

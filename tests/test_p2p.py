@@ -72,7 +72,7 @@ def test_unknown_sender_and_bad_signature_are_refused(client):
     assert (r.status_code, r.json()["error"]["code"]) == (401, "bad_signature")
     r = post(client, "/p2p/block", "txs", body)  # signed for another endpoint
     assert r.json()["error"]["code"] == "bad_signature"
-    r = client.post("/p2p/vote", content=b"\xc1garbage")
+    r = client.post("/p2p/votes", content=b"\xc1garbage")
     assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed")
 
 
@@ -119,8 +119,9 @@ def test_block_and_vote_from_a_peer_are_accepted_and_sync_serves_final_blocks(se
              for n in oc.nodes.values() if not n.final]
     for raw, votes in sent:
         assert post(client, "/p2p/block", "block", raw).json()["status"] == "accepted"
-        for v in votes:
-            assert post(client, "/p2p/vote", "vote", Vote.from_list(v).encode()).status_code == 202
+        if votes:
+            body = msgpack.packb([Vote.from_list(v).encode() for v in votes])
+            assert post(client, "/p2p/votes", "votes", body).status_code == 202
     assert service.chain.final_height == oc.final_height == 3
     r = client.get("/p2p/blocks", params={"from": 1, "count": 10})
     final, entries = msgpack.unpackb(r.content)
@@ -129,3 +130,67 @@ def test_block_and_vote_from_a_peer_are_accepted_and_sync_serves_final_blocks(se
         assert Block.decode(raw).id == block_id
         assert [Vote.from_list(v).voter for v in votes] == ["alice"]
     assert client.get("/p2p/blocks", params={"from": 0}).status_code == 400
+
+
+def _peers(service, links: dict[str, set]):
+    service.net.peers = []
+    for name, linked in links.items():
+        peer = Peer(f"http://{name}")
+        peer.name, peer.links, peer.ok = name, frozenset(linked), True
+        service.net.peers.append(peer)
+    return {p.name: p for p in service.net.peers}
+
+
+def test_a_message_is_not_relayed_to_peers_its_sender_is_linked_to(service):
+    peers = _peers(service, {"bob": {"carol"}, "carol": {"bob"}, "dave": set()})
+    service.net.queue_tx(b"from-bob", "bob")  # bob sent it to carol himself; dave is not his peer
+    assert (peers["carol"].txs, peers["dave"].txs) == ([], [b"from-bob"])
+    service.net.broadcast_vote(b"vote", "dave")  # dave reports no links: all but dave
+    assert [len(peers[n].votes) for n in ("bob", "carol", "dave")] == [1, 1, 0]
+    service.net.queue_tx(b"from-wallet")  # our own: to every peer
+    assert all(p.txs[-1] == b"from-wallet" for p in peers.values())
+
+
+def test_votes_come_in_batches_and_a_bad_batch_is_refused(service, client):
+    g = service.genesis
+    slot = g.slot_at(g.genesis_time_ms + 60_000)
+    other = NodeService(service.config, kv=MemoryKV())
+    other.produce(slot)
+    node = next(n for n in other.chain.nodes.values() if n.height == 1)
+    assert post(client, "/p2p/block", "block", node.block.encode()).json()["status"] == "accepted"
+    vote = next(iter(node.votes.values())).encode()
+    r = post(client, "/p2p/votes", "votes", msgpack.packb([vote, vote]))  # a repeat is harmless
+    assert r.status_code == 202
+    assert service.chain.nodes[node.id].votes.keys() == {"alice"}
+    for bad in (msgpack.packb([]), msgpack.packb([b"x"] * 65), msgpack.packb([vote, 7])):
+        fresh = AppClient(create_app(NodeService(service.config, kv=MemoryKV())))
+        r = post(fresh, "/p2p/votes", "votes", bad)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed")
+        r = post(fresh, "/p2p/votes", "votes", msgpack.packb([vote]))  # ignored for a while now
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "peer_banned")
+
+
+def test_a_batch_verified_on_worker_threads_still_gives_each_bad_tx_its_code(service, client):
+    txs = [fresh_tx("bob", "transfer", {"to": "carol", "amount": 1 + i}) for i in range(40)]
+    forged = fresh_tx("bob", "transfer", {"to": "carol", "amount": 999})
+    forged = type(forged).create(Keypair(bytes(32)), forged.chain_id, "transfer", "bob",
+                                 forged.expires_at, forged.body)
+    unfunded = fresh_tx("dave", "transfer", {"to": "carol", "amount": 10**12})
+    body = msgpack.packb([t.raw for t in txs] + [forged.raw, unfunded.raw, b"\xc1"])
+    r = client.post("/v1/transactions/batch", content=body, headers={"content-type": "application/msgpack"})
+    results = r.json()["results"]
+    assert r.json()["accepted"] == 40 and all(t.id in service.mempool for t in txs)
+    assert [x["error"]["code"] for x in results[40:]] == ["bad_signature", "insufficient_balance", "malformed"]
+    assert forged.id not in service.mempool and unfunded.id not in service.mempool
+
+
+def test_a_relayed_tx_is_checked_for_signature_but_its_effects_wait_for_the_block(service, client):
+    unfunded = fresh_tx("dave", "transfer", {"to": "carol", "amount": 10**12})
+    forged = type(unfunded).create(Keypair(bytes(32)), unfunded.chain_id, "transfer", "dave",
+                                   unfunded.expires_at, {"to": "carol", "amount": 1})
+    r = post(client, "/p2p/txs", "txs", msgpack.packb([unfunded.raw, forged.raw]))
+    assert r.json()["accepted"] == 1  # the peer ran the dry run; the forged one is refused here
+    assert unfunded.id in service.mempool and forged.id not in service.mempool
+    g = service.genesis
+    service.produce(g.slot_at(g.genesis_time_ms + 60_000))  # the block refuses it with its code
+    assert service.tx_status(unfunded.id)["status"] == "rejected"
