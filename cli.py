@@ -16,10 +16,11 @@ from core.crypto import Keypair
 from core.devnet import load_dev_keys, make_devnet
 from core.errors import ProtocolError
 from core.genesis import DEFAULT_DEV_KEYS, DEFAULT_GENESIS, load_genesis
-from core.types import CHAIN_ID_RE, is_name
+from core.types import CHAIN_ID_RE, MAX_INT, is_name
 from core.wallet import DEFAULT_NODE_URL, ApiError, Client, NodeUnreachable, Wallet
 from node.config import load_config, read_key_file, write_key_file
 from node.cli_bench import bench
+from node.cli_simulate import simulate
 from node.cli_testnet import testnet
 
 EXIT_REJECTED = 1
@@ -447,6 +448,68 @@ def tx_register_producer(url, node_key, **opts):
     _send(opts, lambda w: w.register_producer(node_key or w.public_key, url))
 
 
+@tx.group("govern")
+def tx_govern():
+    """Propose and approve changes of the rules (producers in office only)."""
+
+
+class EffectiveHeight(click.ParamType):
+    """A block height, or '+N': N blocks after the node's head when the tx is signed."""
+
+    name = "HEIGHT|+N"
+
+    def convert(self, value, param, ctx):
+        m = re.fullmatch(r"(\+?)(\d+)", str(value))
+        if m is None:
+            self.fail(f"{value!r}: use a block height or +N", param, ctx)
+        return bool(m.group(1)), int(m.group(2))
+
+
+def effective_height_option(f):
+    return click.option("--effective-height", "height", required=True, type=EffectiveHeight(),
+                        help="First block the change applies in: a height, or +N blocks from now.")(f)
+
+
+def _height(opts: dict, height: tuple[bool, int]) -> int:
+    relative, n = height
+    if not relative:
+        return n
+    with Client(opts["node"]) as client:
+        return client.status()["head"]["height"] + n
+
+
+@tx_govern.command("set-param")
+@click.argument("name")
+@click.argument("value", type=click.IntRange(0, MAX_INT))
+@effective_height_option
+@signer_options
+@send_options
+def tx_govern_set_param(name, value, height, **opts):
+    """Propose setting rules parameter NAME to VALUE (see `query rules`)."""
+    at = _height(opts, height)
+    _send(opts, lambda w: w.propose_param(name, value, at))
+
+
+@tx_govern.command("upgrade-rules")
+@click.argument("source_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@effective_height_option
+@signer_options
+@send_options
+def tx_govern_upgrade_rules(source_file, height, **opts):
+    """Propose replacing the rules contract with SOURCE_FILE (compiled on chain)."""
+    at = _height(opts, height)
+    _send(opts, lambda w: w.propose_upgrade(source_file.read_text(encoding="utf-8"), at))
+
+
+@tx_govern.command("approve")
+@click.argument("proposal_id", type=HexBytes(32))
+@signer_options
+@send_options
+def tx_govern_approve(proposal_id, **opts):
+    """Approve a proposal by its id (the id of the tx that proposed it)."""
+    _send(opts, lambda w: w.approve_proposal(proposal_id))
+
+
 # ------------------------------------------------------------------------------------ query
 @cli.group()
 def query():
@@ -504,7 +567,24 @@ def query_producers(node):
         echo_json(c.producers())
 
 
+@query.command("rules")
+@node_option
+def query_rules(node):
+    """The rules contract's hash, parameters and reward pools."""
+    with Client(node) as c:
+        echo_json(c.rules())
+
+
+@query.command("proposals")
+@node_option
+def query_proposals(node):
+    """Governance proposals with their approvals and status."""
+    with Client(node) as c:
+        echo_json(c.proposals())
+
+
 cli.add_command(bench)
+cli.add_command(simulate)
 cli.add_command(testnet)
 
 if __name__ == "__main__":

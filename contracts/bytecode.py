@@ -37,6 +37,8 @@ class FunctionCode:
     instrs: tuple[tuple[Op, int], ...]
     lines: tuple[tuple[int, int], ...]
     max_stack: int = 0
+    # set by verification: the operand-stack height before each instruction (None: unreachable)
+    heights: tuple[int | None, ...] = ()
 
     def line_at(self, pc: int) -> int | None:
         """Source line of the instruction at pc (None if the bytecode carries no line for it)."""
@@ -145,8 +147,9 @@ def _successors(op: Op, arg: int, pc: int, h: int, pops: int) -> list[tuple[int,
     return [(pc + 1, h - pops + SPECS[op].pushes)]
 
 
-def _verify_function(fn: FunctionCode, nconsts: int, nparams_of: list[int]) -> int:
-    """The function's maximum operand-stack height, after checking every reachable instruction."""
+def _verify_function(fn: FunctionCode, nconsts: int, nparams_of: list[int]) -> FunctionCode:
+    """fn with its maximum operand-stack height and the height at each instruction, after
+    checking every reachable instruction."""
     n = len(fn.instrs)
     heights: list[int | None] = [None] * n
     work, max_h = [(0, 0)], 0
@@ -181,7 +184,28 @@ def _verify_function(fn: FunctionCode, nconsts: int, nparams_of: list[int]) -> i
         if max_h > MAX_FRAME_STACK:
             raise _bad(f"{fn.name}: operand stack deeper than {MAX_FRAME_STACK}")
         work.extend(_successors(op, arg, pc, h, pops))
-    return max_h
+    return FunctionCode(fn.name, fn.nparams, fn.local_names, fn.instrs, fn.lines, max_h, tuple(heights))
+
+
+# Instructions after which a new basic block starts (besides every jump target).
+_ENDS_BLOCK = JUMPS | {Op.CALL, Op.RETURN}
+
+
+def basic_blocks(fn: FunctionCode) -> tuple[tuple[int, int, int], ...]:
+    """(start, end, fixed gas) of each basic block of fn, in pc order: maximal runs of
+    instructions entered only at their first one (pc 0 or a jump target) and left only after
+    their last one (a jump, CALL or RETURN, or the next block's start). The VM charges a block's
+    fixed gas and steps when it enters the block, so this partition is part of gas semantics."""
+    n = len(fn.instrs)
+    starts = {0}
+    for pc, (op, arg) in enumerate(fn.instrs):
+        if op in JUMPS:
+            starts.add(arg)
+        if op in _ENDS_BLOCK and pc + 1 < n:
+            starts.add(pc + 1)
+    bounds = sorted(starts) + [n]
+    return tuple((a, b, sum(SPECS[op].gas for op, _ in fn.instrs[a:b]))
+                 for a, b in zip(bounds, bounds[1:]))
 
 
 @lru_cache(maxsize=64)
@@ -205,7 +229,5 @@ def load_program(code: bytes) -> Program:
     if len({fn.name for fn in functions}) != len(functions):
         raise _bad("duplicate function name")
     nparams_of = [fn.nparams for fn in functions]
-    verified = tuple(FunctionCode(fn.name, fn.nparams, fn.local_names, fn.instrs, fn.lines,
-                                  _verify_function(fn, len(consts), nparams_of))
-                     for fn in functions)
+    verified = tuple(_verify_function(fn, len(consts), nparams_of) for fn in functions)
     return Program(tuple(consts), verified)

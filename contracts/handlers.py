@@ -1,9 +1,17 @@
-"""One function per opcode, and the dispatch table.
+"""The semantics of every opcode that computes on values, as one function per opcode.
 
-Each handler is `handler(machine, frame, arg)`. The machine has already charged the opcode's fixed
-gas; handlers charge only the dynamic part (allocation, scanning, storage and event bytes) through
-`machine.alloc`, `machine.scan` and `machine.charge`. Loaded bytecode is verified, so handlers
-never see a stack underflow or an operand out of range; they do check the types of values.
+`VALUE_OPS[op]` is `fn(machine, *operands)`: the operands are the values the instruction pops, in
+stack order (deepest first), and the engines push the return value if the instruction pushes one
+(`SPECS[op].pushes`; for `append` and the host writes that is None). Both engines — the
+interpreter in `vm.py` and the translated code of `translate.py` — call these same functions, so
+there is one definition of what an instruction does. What only moves values or control (CONST,
+LOAD, STORE, POP, jumps, CALL, RETURN, FOR_ITER, BUILD_LIST, BUILD_MAP) is done by each engine
+itself, with `build_list`, `build_map` and `for_next` below for the parts that check or charge.
+
+The engine has already charged the fixed gas of the instruction's basic block; these functions
+charge only the dynamic part (allocation, scanning, storage and event bytes) through
+`machine.alloc`, `machine.scan` and `machine.charge`. Loaded bytecode is verified, so there is
+never a stack underflow or an operand out of range; the types of values are checked here.
 """
 from contracts.errors import VMFault
 from contracts.host import check_key
@@ -11,7 +19,7 @@ from contracts.opcodes import GAS_PER_EVENT_BYTE, GAS_PER_ITEM, GAS_PER_STORAGE_
 from contracts.values import (INT_MAX, INT_MIN, check_int, check_len, encode_value, is_key,
                               sorted_keys)
 
-UNBOUND = object()
+DONE = object()  # for_next: the loop is over
 _TYPE_NAMES = {int: "int", str: "str", bytes: "bytes", bool: "bool", type(None): "None",
                list: "list", dict: "map"}
 _ORDERED = (int, str, bytes)
@@ -26,12 +34,12 @@ class Iterator:
         self.index = 0
 
 
-def _type_error(what: str, *values) -> VMFault:
+def type_error(what: str, *values) -> VMFault:
     names = ", ".join(_TYPE_NAMES.get(type(v), "iterator") for v in values)
     return VMFault("type_error", f"{what} does not apply to ({names})")
 
 
-def _overflow() -> VMFault:
+def overflow() -> VMFault:
     return VMFault("int_overflow", "integer result outside signed 128-bit range")
 
 
@@ -42,275 +50,187 @@ def _sort_cost(n: int) -> int:
 def _index(container, index) -> int:
     """A valid non-negative position for a Python-style (possibly negative) index."""
     if type(index) is not int:
-        raise _type_error("indexing", container, index)
+        raise type_error("indexing", container, index)
     n = len(container)
     if not -n <= index < n:
         raise VMFault("index_error", f"index {index} out of range for length {n}")
     return index + n if index < 0 else index
 
 
-# -- stack, locals, control ---------------------------------------------------------------------
-
-def op_const(m, f, arg):
-    f.stack.append(m.consts[arg])
-
-
-def op_load(m, f, arg):
-    value = f.locals[arg]
-    if value is UNBOUND:
-        raise VMFault("unbound_local", f"'{f.fn.local_names[arg]}' is read before it is assigned")
-    f.stack.append(value)
-
-
-def op_store(m, f, arg):
-    f.locals[arg] = f.stack.pop()
-
-
-def op_pop(m, f, arg):
-    f.stack.pop()
-
-
-def op_jump(m, f, arg):
-    f.pc = arg
-
-
-def op_jump_if_false(m, f, arg):
-    if not f.stack.pop():
-        f.pc = arg
-
-
-def op_jump_if_false_or_pop(m, f, arg):
-    if f.stack[-1]:
-        f.stack.pop()
-    else:
-        f.pc = arg
-
-
-def op_jump_if_true_or_pop(m, f, arg):
-    if f.stack[-1]:
-        f.pc = arg
-    else:
-        f.stack.pop()
-
-
-def op_call(m, f, arg):
-    n = m.program.functions[arg].nparams
-    args = f.stack[len(f.stack) - n:]
-    del f.stack[len(f.stack) - n:]
-    m.enter(arg, args)
-
-
-def op_return(m, f, arg):
-    m.leave(f.stack.pop())
-
-
 # -- arithmetic -------------------------------------------------------------------------------
 
-def _int_pair(f, what):
-    b = f.stack.pop()
-    a = f.stack[-1]
+def _ints(what, a, b):
     if type(a) is not int or type(b) is not int:
-        raise _type_error(what, a, b)
-    return a, b
+        raise type_error(what, a, b)
 
 
-def op_add(m, f, arg):
-    s = f.stack
-    b = s.pop()
-    a = s[-1]
+def op_add(m, a, b):
     t = type(a)
     if t is int and type(b) is int:
         r = a + b
         if r > INT_MAX or r < INT_MIN:
-            raise _overflow()
-        s[-1] = r
-    elif t is type(b) and (t is str or t is bytes):
+            raise overflow()
+        return r
+    if t is type(b) and (t is str or t is bytes):
         m.alloc(8 + len(a) + len(b))
-        s[-1] = a + b
-    elif t is list and type(b) is list:
+        return a + b
+    if t is list and type(b) is list:
         check_len(len(a) + len(b))
         m.alloc(8 + 8 * (len(a) + len(b)))
-        s[-1] = a + b
-    else:
-        raise _type_error("+", a, b)
+        return a + b
+    raise type_error("+", a, b)
 
 
-def op_sub(m, f, arg):
-    a, b = _int_pair(f, "-")
+def op_sub(m, a, b):
+    _ints("-", a, b)
     r = a - b
     if r > INT_MAX or r < INT_MIN:
-        raise _overflow()
-    f.stack[-1] = r
+        raise overflow()
+    return r
 
 
-def op_mul(m, f, arg):
-    a, b = _int_pair(f, "*")
+def op_mul(m, a, b):
+    _ints("*", a, b)
     r = a * b
     if r > INT_MAX or r < INT_MIN:
-        raise _overflow()
-    f.stack[-1] = r
+        raise overflow()
+    return r
 
 
-def op_floordiv(m, f, arg):
-    a, b = _int_pair(f, "//")
+def op_floordiv(m, a, b):
+    _ints("//", a, b)
     if b == 0:
         raise VMFault("division_by_zero", "integer division by zero")
-    f.stack[-1] = check_int(a // b)
+    return check_int(a // b)
 
 
-def op_mod(m, f, arg):
-    a, b = _int_pair(f, "%")
+def op_mod(m, a, b):
+    _ints("%", a, b)
     if b == 0:
         raise VMFault("division_by_zero", "integer modulo by zero")
-    f.stack[-1] = a % b
+    return a % b
 
 
-def op_neg(m, f, arg):
-    a = f.stack[-1]
+def op_neg(m, a):
     if type(a) is not int:
-        raise _type_error("unary -", a)
-    f.stack[-1] = check_int(-a)
+        raise type_error("unary -", a)
+    return check_int(-a)
 
 
-def op_not(m, f, arg):
-    f.stack[-1] = not f.stack[-1]
+def op_not(m, a):
+    return not a
 
 
 # -- comparisons ------------------------------------------------------------------------------
 
-def _equal(m, a, b) -> bool:
+def op_eq(m, a, b) -> bool:
     """Strict equality: values of different types are never equal; containers are not compared."""
     t = type(a)
     if t is not type(b):
         return False
     if t is list or t is dict:
-        raise _type_error("==", a, b)
+        raise type_error("==", a, b)
     if t is str or t is bytes:
         m.scan(min(len(a), len(b)))
     return a == b
 
 
-def _ordered_pair(m, f, what):
-    b = f.stack.pop()
-    a = f.stack[-1]
+def op_ne(m, a, b) -> bool:
+    return not op_eq(m, a, b)
+
+
+def _ordered(m, what, a, b):
     t = type(a)
     if t is not type(b) or t not in _ORDERED:
-        raise _type_error(what, a, b)
+        raise type_error(what, a, b)
     if t is not int:
         m.scan(min(len(a), len(b)))
-    return a, b
 
 
-def op_eq(m, f, arg):
-    b = f.stack.pop()
-    f.stack[-1] = _equal(m, f.stack[-1], b)
+def op_lt(m, a, b):
+    _ordered(m, "<", a, b)
+    return a < b
 
 
-def op_ne(m, f, arg):
-    b = f.stack.pop()
-    f.stack[-1] = not _equal(m, f.stack[-1], b)
+def op_le(m, a, b):
+    _ordered(m, "<=", a, b)
+    return a <= b
 
 
-def op_lt(m, f, arg):
-    a, b = _ordered_pair(m, f, "<")
-    f.stack[-1] = a < b
+def op_gt(m, a, b):
+    _ordered(m, ">", a, b)
+    return a > b
 
 
-def op_le(m, f, arg):
-    a, b = _ordered_pair(m, f, "<=")
-    f.stack[-1] = a <= b
+def op_ge(m, a, b):
+    _ordered(m, ">=", a, b)
+    return a >= b
 
 
-def op_gt(m, f, arg):
-    a, b = _ordered_pair(m, f, ">")
-    f.stack[-1] = a > b
-
-
-def op_ge(m, f, arg):
-    a, b = _ordered_pair(m, f, ">=")
-    f.stack[-1] = a >= b
-
-
-def _contains(m, item, container) -> bool:
+def op_in(m, item, container) -> bool:
     t = type(container)
     if t is dict:
         return is_key(item) and item in container
     if t is list:
         ti = type(item)
         if ti is list or ti is dict:
-            raise _type_error("in", item, container)
+            raise type_error("in", item, container)
         per_item = 1 + (len(item) // 32 if ti is str or ti is bytes else 0)
         m.charge(GAS_PER_ITEM * per_item * len(container))
         return any(type(x) is ti and x == item for x in container)
     if (t is str or t is bytes) and type(item) is t:
         m.scan(len(container) + len(item))
         return item in container
-    raise _type_error("in", item, container)
+    raise type_error("in", item, container)
 
 
-def op_in(m, f, arg):
-    container = f.stack.pop()
-    f.stack[-1] = _contains(m, f.stack[-1], container)
-
-
-def op_not_in(m, f, arg):
-    container = f.stack.pop()
-    f.stack[-1] = not _contains(m, f.stack[-1], container)
+def op_not_in(m, item, container) -> bool:
+    return not op_in(m, item, container)
 
 
 # -- containers and iteration -----------------------------------------------------------------
 
-def op_build_list(m, f, arg):
-    check_len(arg)
-    m.alloc(8 + 8 * arg)
-    s = f.stack
-    items = s[len(s) - arg:]
-    del s[len(s) - arg:]
-    s.append(items)
+def build_list(m, items: list) -> list:
+    """BUILD_LIST n: items are the n popped values (a new list the engine no longer holds)."""
+    check_len(len(items))
+    m.alloc(8 + 8 * len(items))
+    return items
 
 
-def op_build_map(m, f, arg):
-    check_len(arg)
-    m.alloc(8 + 16 * arg)
-    s = f.stack
-    flat = s[len(s) - 2 * arg:]
-    del s[len(s) - 2 * arg:]
+def build_map(m, flat: list) -> dict:
+    """BUILD_MAP n: flat is the 2n popped values, key, value, key, value..."""
+    n = len(flat) // 2
+    check_len(n)
+    m.alloc(8 + 16 * n)
     d = {}
-    for i in range(0, 2 * arg, 2):
+    for i in range(0, 2 * n, 2):
         if not is_key(flat[i]):
-            raise _type_error("a map key", flat[i])
+            raise type_error("a map key", flat[i])
         d[flat[i]] = flat[i + 1]
-    s.append(d)
+    return d
 
 
-def op_get_item(m, f, arg):
-    key = f.stack.pop()
-    c = f.stack[-1]
+def op_get_item(m, c, key):
     t = type(c)
     if t is dict:
         if not is_key(key):
-            raise _type_error("a map key", key)
+            raise type_error("a map key", key)
         if key not in c:
             raise VMFault("key_error", f"no key {key!r}")
-        f.stack[-1] = c[key]
-    elif t is list or t is bytes:
-        f.stack[-1] = c[_index(c, key)]
-    elif t is str:
+        return c[key]
+    if t is list or t is bytes:
+        return c[_index(c, key)]
+    if t is str:
         m.alloc(9)
-        f.stack[-1] = c[_index(c, key)]
-    else:
-        raise _type_error("indexing", c, key)
+        return c[_index(c, key)]
+    raise type_error("indexing", c, key)
 
 
-def op_set_item(m, f, arg):
-    s = f.stack
-    key = s.pop()
-    c = s.pop()
-    value = s.pop()
+def op_set_item(m, value, c, key) -> None:
     t = type(c)
     if t is dict:
         if not is_key(key):
-            raise _type_error("a map key", key)
+            raise type_error("a map key", key)
         if key not in c:
             check_len(len(c) + 1)
             m.alloc(16)
@@ -318,12 +238,10 @@ def op_set_item(m, f, arg):
     elif t is list:
         c[_index(c, key)] = value
     else:
-        raise _type_error("item assignment", c, key)
+        raise type_error("item assignment", c, key)
 
 
-def op_del_item(m, f, arg):
-    key = f.stack.pop()
-    c = f.stack.pop()
+def op_del_item(m, c, key) -> None:
     if type(c) is dict:
         if not is_key(key) or key not in c:
             raise VMFault("key_error", f"no key {key!r}")
@@ -331,7 +249,7 @@ def op_del_item(m, f, arg):
     elif type(c) is list:
         del c[_index(c, key)]
     else:
-        raise _type_error("del", c, key)
+        raise type_error("del", c, key)
 
 
 def _sorted_keys(m, d: dict) -> list:
@@ -340,90 +258,79 @@ def _sorted_keys(m, d: dict) -> list:
     return sorted_keys(d)
 
 
-def op_get_iter(m, f, arg):
-    v = f.stack[-1]
+def op_get_iter(m, v) -> Iterator:
     if type(v) is list:
-        f.stack[-1] = Iterator(v)
-    elif type(v) is dict:
-        f.stack[-1] = Iterator(_sorted_keys(m, v))
-    else:
-        raise _type_error("a for loop", v)
+        return Iterator(v)
+    if type(v) is dict:
+        return Iterator(_sorted_keys(m, v))
+    raise type_error("a for loop", v)
 
 
-def op_for_iter(m, f, arg):
-    it = f.stack.pop()
+def for_next(it):
+    """FOR_ITER: the loop's next item, or DONE when it is over."""
     if type(it) is not Iterator:
-        raise _type_error("for_iter", it)
+        raise type_error("for_iter", it)
     if it.index < len(it.items):
-        f.stack.append(it.items[it.index])
         it.index += 1
-    else:
-        f.pc = arg
+        return it.items[it.index - 1]
+    return DONE
 
 
 # -- builtins ---------------------------------------------------------------------------------
 
-def op_len(m, f, arg):
-    v = f.stack[-1]
+def op_len(m, v):
     if type(v) not in (str, bytes, list, dict):
-        raise _type_error("len", v)
-    f.stack[-1] = len(v)
+        raise type_error("len", v)
+    return len(v)
 
 
-def op_abs(m, f, arg):
-    v = f.stack[-1]
+def op_abs(m, v):
     if type(v) is not int:
-        raise _type_error("abs", v)
-    f.stack[-1] = check_int(abs(v))
+        raise type_error("abs", v)
+    return check_int(abs(v))
 
 
-def op_min(m, f, arg):
-    a, b = _ordered_pair(m, f, "min")
-    f.stack[-1] = b if b < a else a
+def op_min(m, a, b):
+    _ordered(m, "min", a, b)
+    return b if b < a else a
 
 
-def op_max(m, f, arg):
-    a, b = _ordered_pair(m, f, "max")
-    f.stack[-1] = b if b > a else a
+def op_max(m, a, b):
+    _ordered(m, "max", a, b)
+    return b if b > a else a
 
 
-def op_str(m, f, arg):
-    v = f.stack[-1]
+def op_str(m, v):
     if type(v) is int:
         text = str(v)
         m.alloc(8 + len(text))
-        f.stack[-1] = text
-    elif type(v) is not str:
-        raise _type_error("str", v)
-
-
-def op_encode(m, f, arg):
-    v = f.stack[-1]
+        return text
     if type(v) is not str:
-        raise _type_error("encode", v)
+        raise type_error("str", v)
+    return v
+
+
+def op_encode(m, v):
+    if type(v) is not str:
+        raise type_error("encode", v)
     data = v.encode("utf-8")
     m.alloc(8 + len(data))
-    f.stack[-1] = data
+    return data
 
 
-def op_append(m, f, arg):
-    value = f.stack.pop()
-    target = f.stack[-1]
+def op_append(m, target, value) -> None:
     if type(target) is not list:
-        raise _type_error("append", target)
+        raise type_error("append", target)
     check_len(len(target) + 1)
     m.alloc(8)
     target.append(value)
-    f.stack[-1] = None
 
 
-def op_sorted(m, f, arg):
-    v = f.stack[-1]
+def op_sorted(m, v):
     if type(v) is dict:
-        f.stack[-1] = _sorted_keys(m, v)
-        return
+        return _sorted_keys(m, v)
     if type(v) is not list:
-        raise _type_error("sorted", v)
+        raise type_error("sorted", v)
     kinds = {type(x) for x in v}
     if len(kinds) > 1 or not kinds <= set(_ORDERED):
         raise VMFault("type_error", "sorted needs a list of only ints, only str or only bytes")
@@ -431,75 +338,68 @@ def op_sorted(m, f, arg):
     if kinds and kinds != {int}:
         m.scan(sum(len(x) for x in v))
     m.alloc(8 + 8 * len(v))
-    f.stack[-1] = sorted(v)
+    return sorted(v)
 
 
 # -- host -------------------------------------------------------------------------------------
 
 def _text(v, what):
     if type(v) is not str:
-        raise _type_error(what, v)
+        raise type_error(what, v)
     return v
 
 
-def op_host_tx(m, f, arg):
-    f.stack.append(m.import_value(m.journal.tx()))
+def op_host_tx(m):
+    return m.import_value(m.journal.tx())
 
 
-def op_host_block(m, f, arg):
-    f.stack.append(m.import_value(m.journal.block()))
+def op_host_block(m):
+    return m.import_value(m.journal.block())
 
 
-def op_host_storage_get(m, f, arg):
-    f.stack[-1] = m.import_value(m.journal.storage_get(check_key(f.stack[-1])))
+def op_host_storage_get(m, key):
+    return m.import_value(m.journal.storage_get(check_key(key)))
 
 
-def op_host_storage_set(m, f, arg):
-    value = f.stack.pop()
-    key = check_key(f.stack[-1])
+def op_host_storage_set(m, key, value) -> None:
+    check_key(key)
     blob = encode_value(value)
     m.charge(GAS_PER_STORAGE_BYTE * (len(key) + len(blob)))
     m.journal.put_encoded(key, blob)
-    f.stack[-1] = None
 
 
-def op_host_storage_delete(m, f, arg):
-    m.journal.storage_delete(check_key(f.stack[-1]))
-    f.stack[-1] = None
+def op_host_storage_delete(m, key) -> None:
+    m.journal.storage_delete(check_key(key))
 
 
-def op_host_account(m, f, arg):
-    f.stack[-1] = m.import_value(m.journal.account(_text(f.stack[-1], "host.account")))
+def op_host_account(m, name):
+    return m.import_value(m.journal.account(_text(name, "host.account")))
 
 
-def op_host_post(m, f, arg):
-    permlink = _text(f.stack.pop(), "host.post")
-    author = _text(f.stack[-1], "host.post")
-    f.stack[-1] = m.import_value(m.journal.post(author, permlink))
+def op_host_post(m, author, permlink):
+    _text(permlink, "host.post")
+    return m.import_value(m.journal.post(_text(author, "host.post"), permlink))
 
 
-def op_host_param(m, f, arg):
-    value = m.journal.param(_text(f.stack[-1], "host.param"))
+def op_host_param(m, name):
+    value = m.journal.param(_text(name, "host.param"))
     if type(value) is not int or not INT_MIN <= value <= INT_MAX:
         raise VMFault("bad_host_value", "a parameter is an integer")
-    f.stack[-1] = value
+    return value
 
 
-def op_host_award(m, f, arg):
-    amount = f.stack.pop()
-    dimension = f.stack.pop()
-    m.journal.award(f.stack[-1], dimension, amount)
-    f.stack[-1] = None
+def op_host_award(m, account, dimension, amount) -> None:
+    m.journal.award(account, dimension, amount)
 
 
-def op_host_emit(m, f, arg):
-    data = f.stack.pop()
+def op_host_emit(m, name, data) -> None:
     if type(data) is not dict:
         raise VMFault("bad_event", "event data is a map")
     blob = encode_value(data)
     m.charge(GAS_PER_EVENT_BYTE * len(blob))
-    m.journal.emit_encoded(f.stack[-1], blob)
-    f.stack[-1] = None
+    m.journal.emit_encoded(name, blob)
 
 
-DISPATCH = {op: globals()[f"op_{op.name.lower()}"] for op in Op}
+# Every opcode whose semantics is a function of the popped values (see the module docstring).
+VALUE_OPS = {op: globals()[f"op_{op.name.lower()}"] for op in Op
+             if f"op_{op.name.lower()}" in globals()}

@@ -142,6 +142,8 @@ class Journal:
         """Apply every buffered write to the wrapped host, then forget them. A host with
         `put_encoded` (a Journal, the chain's host) gets the encoded bytes: no decode and
         re-encode per key."""
+        if not (self.writes or self.awards or self._events):
+            return
         put_encoded = getattr(self.host, "put_encoded", None)
         for key in sorted(self.writes):
             blob = self.writes[key]

@@ -5,7 +5,7 @@ Values are int (signed 128-bit), bytes, str, bool, None, lists and maps with int
 Maps are plain dicts, but nothing ever iterates them in insertion order: every walk goes through
 `sorted_keys`, which orders ints < bytes < str and each by value.
 
-Memory is accounted with a fixed size model (`alloc_size`): 8 bytes of header per object plus the
+Memory is accounted with a fixed size model: 8 bytes of header per object plus the
 payload of strings, 8 bytes per list slot and 16 per map entry. It is approximate but identical on
 every node, which is what metering needs.
 """
@@ -22,6 +22,8 @@ BIG_INT_EXT = 1
 _MSGPACK_MIN = -(1 << 63)
 _MSGPACK_MAX = (1 << 64) - 1
 _KEY_RANK = {int: 0, bytes: 1, str: 2}
+_ONE_KEY_TYPE = (frozenset({str}), frozenset({int}), frozenset({bytes}))  # most common first
+_PACKER = msgpack.Packer(use_bin_type=True)  # reused: building one per call costs more than packing
 _SCALARS = frozenset({int, str, bytes, bool, type(None)})
 
 
@@ -61,18 +63,6 @@ def check_text(s: str) -> str:
     return s
 
 
-def alloc_size(v) -> int:
-    """Bytes charged for allocating v itself (not its elements, which were charged when made)."""
-    t = type(v)
-    if t is str or t is bytes:
-        return 8 + len(v)
-    if t is list:
-        return 8 + 8 * len(v)
-    if t is dict:
-        return 8 + 16 * len(v)
-    return 0
-
-
 def check_len(n: int) -> None:
     if n > MAX_CONTAINER_LEN:
         raise VMFault("container_too_long", f"{n} elements, the limit is {MAX_CONTAINER_LEN}")
@@ -85,8 +75,20 @@ def _bad(v) -> VMFault:
 def import_value(v, depth: int = 0) -> tuple[object, int]:
     """A private copy of a value coming from outside (host, arguments) and its total alloc size.
 
-    Tuples become lists. Anything that is not a VM value is a `bad_value` fault.
+    Tuples become lists. Anything that is not a VM value is a fault: `bad_value`, `int_overflow`,
+    `value_too_deep` or `container_too_long`. The copy keeps the maps' insertion order (nothing
+    in the VM walks a map in that order), which spares a sort per map; only when the value is
+    invalid is it walked again in canonical key order, so that which fault is raised does not
+    depend on insertion order either.
     """
+    try:
+        return _import(v, depth)
+    except VMFault:
+        _raise_first_fault(v, depth)
+        raise
+
+
+def _import(v, depth: int) -> tuple[object, int]:
     if depth > MAX_DEPTH:
         raise VMFault("value_too_deep", f"values nest at most {MAX_DEPTH} deep")
     t = type(v)
@@ -98,23 +100,60 @@ def import_value(v, depth: int = 0) -> tuple[object, int]:
         return check_text(v), 8 + len(v)
     if t is bytes:
         return v, 8 + len(v)
+    # a shallow copy, then items that need no call (the bulk of what hosts return) are checked
+    # inline, as long as they may nest one level deeper; the others are replaced by their copies
+    inline = depth < MAX_DEPTH
     if t is list or t is tuple:
         check_len(len(v))
-        out, size = [], 8 + 8 * len(v)
-        for item in v:
-            copy, n = import_value(item, depth + 1)
-            out.append(copy)
-            size += n
+        out, size = list(v), 8 + 8 * len(v)
+        for i, item in enumerate(v):
+            ti = type(item)
+            if inline and (ti is str and item.isascii() or ti is bytes):
+                size += 8 + len(item)
+            elif not (inline and (ti is int and INT_MIN <= item <= INT_MAX or ti is bool
+                                  or item is None)):
+                out[i], n = _import(item, depth + 1)
+                size += n
         return out, size
     if t is dict:
         check_len(len(v))
-        out, size = {}, 8 + 16 * len(v)
-        for k in sorted_keys(_checked_keys(v)):
-            copy, n = import_value(v[k], depth + 1)
-            out[k] = copy
-            size += n + alloc_size(k)
+        out, size = v.copy(), 8 + 16 * len(v)
+        for k, item in v.items():
+            tk = type(k)
+            if tk is str or tk is bytes:
+                size += 8 + len(k)
+            elif tk is not int:
+                raise VMFault("bad_value", f"map key of type {tk.__name__}")
+            ti = type(item)
+            if inline and (ti is str and item.isascii() or ti is bytes):
+                size += 8 + len(item)
+            elif not (inline and (ti is int and INT_MIN <= item <= INT_MAX or ti is bool
+                                  or item is None)):
+                out[k], n = _import(item, depth + 1)
+                size += n
         return out, size
     raise _bad(v)
+
+
+def _raise_first_fault(v, depth: int) -> None:
+    """Raise the fault of an invalid value that a walk in canonical order meets first."""
+    if depth > MAX_DEPTH:
+        raise VMFault("value_too_deep", f"values nest at most {MAX_DEPTH} deep")
+    t = type(v)
+    if t is int:
+        check_int(v)
+    elif t is str:
+        check_text(v)
+    elif t is list or t is tuple:
+        check_len(len(v))
+        for item in v:
+            _raise_first_fault(item, depth + 1)
+    elif t is dict:
+        check_len(len(v))
+        for k in sorted_keys(_checked_keys(v)):
+            _raise_first_fault(v[k], depth + 1)
+    elif not (t is bool or t is bytes or v is None):
+        raise _bad(v)
 
 
 def _checked_keys(d: dict) -> dict:
@@ -124,8 +163,18 @@ def _checked_keys(d: dict) -> dict:
     return d
 
 
+def _keys_in_order(d: dict) -> list:
+    """d's keys in the canonical order; a `bad_value` fault for a key that is not a map key."""
+    for kind in _ONE_KEY_TYPE:
+        if kind.issuperset(map(type, d)):
+            return sorted(d)  # keys of one type: their natural order is the canonical one
+    return sorted_keys(_checked_keys(d))
+
+
 def _packable(v, depth: int):
-    """v rebuilt for msgpack: maps in canonical key order, big ints as extension 1."""
+    """v rebuilt for msgpack: maps in canonical key order, big ints as extension 1. (Items that
+    msgpack encodes as they are — ASCII text, bytes, bool, None, 64-bit ints — are handled
+    inline, as in import_value.)"""
     if depth > MAX_DEPTH:
         raise VMFault("value_too_deep", f"values nest at most {MAX_DEPTH} deep")
     t = type(v)
@@ -138,19 +187,38 @@ def _packable(v, depth: int):
         return check_text(v)
     if t is bool or t is bytes or v is None:
         return v
+    inline = depth < MAX_DEPTH
     if t is list or t is tuple:
         check_len(len(v))
-        return [_packable(item, depth + 1) for item in v]
+        out = []
+        for item in v:
+            ti = type(item)
+            if not (inline and (ti is str and item.isascii() or ti is bytes or ti is bool or item is None
+                                or ti is int and _MSGPACK_MIN <= item <= _MSGPACK_MAX)):
+                item = _packable(item, depth + 1)
+            out.append(item)
+        return out
     if t is dict:
         check_len(len(v))
-        return {_packable(k, depth + 1): _packable(v[k], depth + 1)
-                for k in sorted_keys(_checked_keys(v))}
+        out = {}
+        for k in _keys_in_order(v):
+            key = k
+            if not (inline and (type(k) is str and k.isascii() or type(k) is bytes
+                                or type(k) is int and _MSGPACK_MIN <= k <= _MSGPACK_MAX)):
+                key = _packable(k, depth + 1)
+            item = v[k]
+            ti = type(item)
+            if not (inline and (ti is str and item.isascii() or ti is bytes or ti is bool or item is None
+                                or ti is int and _MSGPACK_MIN <= item <= _MSGPACK_MAX)):
+                item = _packable(item, depth + 1)
+            out[key] = item
+        return out
     raise _bad(v)
 
 
 def encode_value(v) -> bytes:
     """Canonical msgpack bytes of a VM value (how storage values and events are stored)."""
-    return msgpack.packb(_packable(v, 0), use_bin_type=True)
+    return _PACKER.pack(_packable(v, 0))
 
 
 def _ext_hook(code: int, data: bytes):

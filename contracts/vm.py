@@ -1,21 +1,32 @@
-"""The interpreter: frames, metering, limits, and the `run` entry point.
+"""Running a contract: `run`, the `Machine` that meters one call, and the reference interpreter.
 
 `run` wraps the host in a `Journal`, runs one public function, and commits the journal only if the
-call returned. Gas is consumed in exactly one method, `Machine.charge`: the dispatch loop charges
-each instruction's fixed cost there before running it, and handlers charge their dynamic costs
-there too. Every limit (gas, steps, call depth, value-stack slots, memory) ends the call with a
-typed error and no writes.
+call returned. Two engines execute bytecode with one semantics: translated Python functions
+(`translate.py`, used by every plain `run`) and the instruction-at-a-time interpreter below, used
+when a trace is asked for, for contracts too big to translate, and, in tests, as the reference
+the translation is compared with. Both
+call the opcode functions of `handlers.py` and meter through this Machine:
+
+- on entering a basic block (`bytecode.basic_blocks`) the engine charges the block's fixed gas
+  and counts its instructions as steps (`Machine.enter_block`, which translated code inlines),
+  and opcode functions charge their dynamic costs as they run (`charge`, `alloc`, `scan`);
+- every limit (gas, steps, call depth, value-stack slots, memory) ends the call with a typed error
+  and no writes.
 """
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
-from contracts.bytecode import FunctionCode, Program, load_program
+from contracts.bytecode import Program, basic_blocks, load_program
 from contracts.errors import OutOfGas, VMError, VMFault
-from contracts.handlers import DISPATCH, UNBOUND
+from contracts.handlers import DONE, VALUE_OPS, build_list, build_map, for_next
 from contracts.host import Host, Journal
-from contracts.opcodes import GAS_PER_ALLOC_WORD, GAS_PER_SCAN_WORD, SPECS
+from contracts.opcodes import GAS_PER_ALLOC_WORD, GAS_PER_SCAN_WORD, SPECS, Op
+from contracts.translate import translate
 from contracts.values import import_value
+
+MAX_CALL_DEPTH = 200  # translated calls nest as Python calls: keep well inside the recursion limit
+UNBOUND = object()    # the interpreter's value of a local not yet assigned
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +37,10 @@ class Limits:
     max_call_depth: int = 64
     max_stack_slots: int = 4096
     max_memory: int = 4 * 1024 * 1024
+
+    def __post_init__(self):
+        if not 0 <= self.max_call_depth <= MAX_CALL_DEPTH:
+            raise ValueError(f"max_call_depth must be 0..{MAX_CALL_DEPTH}")
 
 
 DEFAULT_LIMITS = Limits()
@@ -42,7 +57,8 @@ class Result:
 
 
 class TraceStep(NamedTuple):
-    """One executed instruction and all the gas it consumed (fixed plus dynamic)."""
+    """One executed instruction and all the gas it accounts for: its fixed cost (charged when its
+    basic block was entered) plus what it charged while running."""
     function: str
     pc: int
     op: str
@@ -52,19 +68,23 @@ class TraceStep(NamedTuple):
 @lru_cache(maxsize=64)
 def prepare(code: bytes) -> tuple[Program, tuple]:
     """Decode and verify bytecode (VMFault "bad_bytecode" if it is not valid) and cache it with,
-    per function, its instructions as (handler, arg, fixed gas, op). Check a contract with this
-    before accepting it on chain."""
+    per function, the interpreter's instructions as (op, arg, opcode function, block), where
+    block is (gas, steps) at the first instruction of a basic block and None elsewhere. Check a
+    contract with this before accepting it on chain. (Translation happens on its first run.)"""
     program = load_program(code)
-    runtime = tuple(tuple((DISPATCH[op], arg, SPECS[op].gas, op) for op, arg in fn.instrs)
-                    for fn in program.functions)
-    return program, runtime
+    runtime = []
+    for fn in program.functions:
+        blocks = {start: (gas, end - start) for start, end, gas in basic_blocks(fn)}
+        runtime.append(tuple((op, arg, VALUE_OPS.get(op), blocks.get(pc))
+                             for pc, (op, arg) in enumerate(fn.instrs)))
+    return program, tuple(runtime)
 
 
 class Frame:
-    __slots__ = ("fn", "code", "pc", "stack", "locals", "slots")
+    __slots__ = ("index", "code", "pc", "stack", "locals", "slots")
 
-    def __init__(self, fn: FunctionCode, code: tuple, local_values: list, slots: int):
-        self.fn = fn
+    def __init__(self, index: int, code: tuple, local_values: list, slots: int):
+        self.index = index
         self.code = code
         self.pc = 0
         self.stack: list = []
@@ -73,39 +93,61 @@ class Frame:
 
 
 class Machine:
-    """One contract call's execution state. Use `run`; this class is public for tests and tools."""
+    """One contract call's execution state. Use `run`; this class is public for tests and tools.
+    Translated code reads and writes the counters below directly (see translate.py)."""
 
     def __init__(self, code: bytes, journal: Journal, gas_limit: int,
                  limits: Limits = DEFAULT_LIMITS, trace: list | None = None):
         if type(gas_limit) is not int or gas_limit < 0:
             raise ValueError("gas_limit must be a non-negative int")
+        self.code = code
         self.program, self.runtime = prepare(code)
-        self.consts = self.program.consts
         self.journal = journal
         self.gas_limit = gas_limit
-        self.limits = limits
+        self.max_steps = limits.max_steps
+        self.max_depth = limits.max_call_depth
+        self.max_slots = limits.max_stack_slots
+        self.max_memory = limits.max_memory
         self.trace = trace
         self.gas_used = 0
         self.steps = 0
         self.memory = 0
+        self.depth = 0
         self.stack_slots = 0
-        self.frames: list[Frame] = []
-        self.frame: Frame | None = None
-        self.result = None
 
-    # -- metering: the only place gas is consumed ------------------------------------------------
+    # -- metering: where gas is consumed (translated code inlines enter_block) ------------------
 
     def charge(self, amount: int) -> None:
         used = self.gas_used + amount
         if used > self.gas_limit:
-            self.gas_used = self.gas_limit
-            raise OutOfGas(f"gas limit {self.gas_limit} exceeded")
+            self.out_of_gas()
         self.gas_used = used
 
+    def out_of_gas(self):
+        self.gas_used = self.gas_limit
+        raise OutOfGas(f"gas limit {self.gas_limit} exceeded")
+
+    def step_limit(self):
+        raise VMFault("step_limit", f"more than {self.max_steps} instructions")
+
+    def enter_block(self, gas: int, steps: int) -> None:
+        """A basic block starts: charge its fixed gas, then count its instructions as steps.
+        (Translated code inlines exactly this.)"""
+        self.charge(gas)
+        self.steps += steps
+        if self.steps > self.max_steps:
+            self.step_limit()
+
     def alloc(self, nbytes: int) -> None:
-        """Account for a new value of nbytes: gas per 8-byte word, then the memory limit."""
-        self.charge((nbytes + 7) // 8 * GAS_PER_ALLOC_WORD)
-        self._count_memory(nbytes)
+        """Account for a new value of nbytes: gas per 8-byte word, then the memory limit.
+        (`charge` and `_count_memory` inlined: this runs for most values a call makes.)"""
+        used = self.gas_used + (nbytes + 7) // 8 * GAS_PER_ALLOC_WORD
+        if used > self.gas_limit:
+            self.out_of_gas()
+        self.gas_used = used
+        self.memory += nbytes
+        if self.memory > self.max_memory:
+            raise VMFault("memory_limit", f"more than {self.max_memory} bytes allocated")
 
     def scan(self, nbytes: int) -> None:
         """Charge for comparing or searching nbytes of text."""
@@ -113,8 +155,8 @@ class Machine:
 
     def _count_memory(self, nbytes: int) -> None:
         self.memory += nbytes
-        if self.memory > self.limits.max_memory:
-            raise VMFault("memory_limit", f"more than {self.limits.max_memory} bytes allocated")
+        if self.memory > self.max_memory:
+            raise VMFault("memory_limit", f"more than {self.max_memory} bytes allocated")
 
     def import_value(self, value):
         """A private, validated copy of a host value, allocated (and paid for) in this call."""
@@ -123,35 +165,28 @@ class Machine:
             self.alloc(size)
         return copy
 
-    # -- frames --------------------------------------------------------------------------------
+    # -- frames (both engines) -----------------------------------------------------------------
 
-    def enter(self, index: int, args: list) -> None:
-        fn = self.program.functions[index]
-        if len(self.frames) >= self.limits.max_call_depth:
-            raise VMFault("call_depth_exceeded", f"calls nest at most {self.limits.max_call_depth} deep")
-        slots = len(fn.local_names) + fn.max_stack
-        if self.stack_slots + slots > self.limits.max_stack_slots:
-            raise VMFault("stack_overflow", f"more than {self.limits.max_stack_slots} value-stack slots")
+    def push_frame(self, slots: int) -> None:
+        """A function is entered: check call depth and value-stack slots, then take them."""
+        if self.depth >= self.max_depth:
+            raise VMFault("call_depth_exceeded", f"calls nest at most {self.max_depth} deep")
+        if self.stack_slots + slots > self.max_slots:
+            raise VMFault("stack_overflow", f"more than {self.max_slots} value-stack slots")
+        self.depth += 1
         self.stack_slots += slots
-        local_values = args + [UNBOUND] * (len(fn.local_names) - len(args))
-        self.frame = Frame(fn, self.runtime[index], local_values, slots)
-        self.frames.append(self.frame)
-
-    def leave(self, value) -> None:
-        frame = self.frames.pop()
-        self.stack_slots -= frame.slots
-        if self.frames:
-            self.frame = self.frames[-1]
-            self.frame.stack.append(value)
-        else:
-            self.frame = None
-            self.result = value
 
     # -- execution -----------------------------------------------------------------------------
 
     def call(self, function: str, args: list):
         """Run a public function to completion and return a copy of its return value."""
-        index = self.program.index_of(function) if type(function) is str else None
+        translated = translate(self.code) if self.trace is None else None  # None: interpret
+        if type(function) is not str:
+            index = None
+        elif translated is not None:
+            index = translated.names.get(function)
+        else:
+            index = self.program.index_of(function)
         if index is None or function.startswith("_"):
             raise VMFault("no_such_function", f"no public function {function!r}")
         fn = self.program.functions[index]
@@ -162,36 +197,125 @@ class Machine:
             copy, size = import_value(arg)
             self._count_memory(size)
             values.append(copy)
-        self.enter(index, values)
-        try:
-            self._execute()
-        except VMError as e:
-            if self.frame is not None:
-                e.function = self.frame.fn.name
-                e.line = self.frame.fn.line_at(self.frame.pc - 1)
-            raise
-        return import_value(self.result)[0]
+        if translated is not None:
+            result = self._run_translated(translated, index, values)
+        else:
+            result = _Interpreter(self).run(index, values)
+        return import_value(result)[0]
 
-    def _execute(self) -> None:
-        charge, trace = self.charge, self.trace
-        max_steps, steps = self.limits.max_steps, self.steps
-        frame = self.frame
+    def _run_translated(self, translated, index: int, values: list):
         try:
-            while frame is not None:
-                pc = frame.pc
-                handler, arg, cost, op = frame.code[pc]
-                frame.pc = pc + 1
-                before = self.gas_used
-                charge(cost)
-                steps += 1
-                if steps > max_steps:
-                    raise VMFault("step_limit", f"more than {max_steps} instructions")
-                handler(self, frame, arg)
-                if trace is not None:
-                    trace.append(TraceStep(frame.fn.name, pc, op.name, self.gas_used - before))
-                frame = self.frame
-        finally:
-            self.steps = steps
+            return translated.functions[index](self, *values)
+        except VMError as e:
+            where = translated.locate(e.__traceback__)
+            if where is not None:
+                self._blame(e, *where)
+            raise
+
+    def _blame(self, e: VMError, index: int, pc: int) -> None:
+        fn = self.program.functions[index]
+        e.function, e.line = fn.name, fn.line_at(pc)
+
+
+class _Interpreter:
+    """The reference engine: one instruction at a time, with a TraceStep per instruction when the
+    machine has a trace."""
+
+    def __init__(self, m: Machine):
+        self.m = m
+        self.frames: list[Frame] = []
+
+    def enter(self, index: int, args: list) -> None:
+        fn = self.m.program.functions[index]
+        slots = len(fn.local_names) + fn.max_stack
+        self.m.push_frame(slots)
+        local_values = args + [UNBOUND] * (len(fn.local_names) - len(args))
+        self.frames.append(Frame(index, self.m.runtime[index], local_values, slots))
+
+    def run(self, index: int, args: list):
+        self.enter(index, args)
+        try:
+            return self._execute()
+        except VMError as e:
+            frame = self.frames[-1]
+            self.m._blame(e, frame.index, frame.pc - 1)
+            raise
+
+    def _execute(self):
+        m, trace, program = self.m, self.m.trace, self.m.program
+        frame = self.frames[-1]
+        while True:
+            pc = frame.pc
+            op, arg, value_op, block = frame.code[pc]
+            frame.pc = pc + 1
+            before = m.gas_used
+            if block is not None:
+                m.enter_block(*block)
+                before += block[0]
+            s = frame.stack
+            if value_op is not None:
+                spec = SPECS[op]
+                args = s[len(s) - spec.pops:]
+                del s[len(s) - spec.pops:]
+                value = value_op(m, *args)
+                if spec.pushes:
+                    s.append(value)
+            elif op == Op.CONST:
+                s.append(program.consts[arg])
+            elif op == Op.LOAD:
+                value = frame.locals[arg]
+                if value is UNBOUND:
+                    name = program.functions[frame.index].local_names[arg]
+                    raise VMFault("unbound_local", f"'{name}' is read before it is assigned")
+                s.append(value)
+            elif op == Op.STORE:
+                frame.locals[arg] = s.pop()
+            elif op == Op.POP:
+                s.pop()
+            elif op == Op.JUMP:
+                frame.pc = arg
+            elif op == Op.JUMP_IF_FALSE:
+                if not s.pop():
+                    frame.pc = arg
+            elif op == Op.JUMP_IF_FALSE_OR_POP:
+                if s[-1]:
+                    s.pop()
+                else:
+                    frame.pc = arg
+            elif op == Op.JUMP_IF_TRUE_OR_POP:
+                if s[-1]:
+                    frame.pc = arg
+                else:
+                    s.pop()
+            elif op == Op.FOR_ITER:
+                item = for_next(s.pop())
+                if item is DONE:
+                    frame.pc = arg
+                else:
+                    s.append(item)
+            elif op == Op.BUILD_LIST or op == Op.BUILD_MAP:
+                n = arg if op == Op.BUILD_LIST else 2 * arg
+                items = s[len(s) - n:]
+                del s[len(s) - n:]
+                s.append(build_list(m, items) if op == Op.BUILD_LIST else build_map(m, items))
+            elif op == Op.CALL:
+                n = program.functions[arg].nparams
+                args = s[len(s) - n:]
+                del s[len(s) - n:]
+                self.enter(arg, args)
+            else:  # RETURN
+                value = s.pop()
+                self.frames.pop()
+                m.depth -= 1
+                m.stack_slots -= frame.slots
+                if self.frames:
+                    self.frames[-1].stack.append(value)
+            if trace is not None:
+                trace.append(TraceStep(program.functions[frame.index].name, pc, op.name,
+                                       SPECS[op].gas + m.gas_used - before))
+            if not self.frames:
+                return value
+            frame = self.frames[-1]
 
 
 def run(code: bytes, function: str, args: list, host: Host, gas_limit: int, *,
@@ -200,7 +324,7 @@ def run(code: bytes, function: str, args: list, host: Host, gas_limit: int, *,
 
     On success the call's writes are applied to host and a Result returned. On `OutOfGas` or
     `VMFault` (whose `gas_used` says what to charge) host is untouched. trace, if given, receives
-    a TraceStep per executed instruction.
+    a TraceStep per executed instruction (the call then runs on the interpreter: same result).
     """
     journal = Journal(host)
     machine = Machine(code, journal, gas_limit, limits, trace)

@@ -90,15 +90,19 @@ def _add_to_pool(j: Journal, dimension: str, delta: int) -> None:
 
 # ------------------------------------------------------------------------------ the host
 class ChainHost:
-    """contracts' Host over one state Journal. The VM buffers a call's writes in its own journal
-    and hands them here only when the call completed, so everything below may write directly."""
+    """contracts' Host over one state Journal, for one contract call. The VM buffers a call's
+    writes in its own journal and hands them here only when the call completed, so everything
+    below may write directly, and what the call reads of accounts and parameters cannot change
+    before then: both are cached for the call (an award, made at commit, drops its account)."""
 
-    __slots__ = ("j", "ctx", "current_tx")
+    __slots__ = ("j", "ctx", "current_tx", "_accounts", "_params")
 
     def __init__(self, j: Journal, ctx, current_tx: dict):
         self.j = j
         self.ctx = ctx
         self.current_tx = current_tx
+        self._accounts: dict[str, dict | None] = {}
+        self._params: dict[str, int] = {}
 
     def tx(self) -> dict:
         return self.current_tx
@@ -121,13 +125,15 @@ class ChainHost:
         self.j.delete(schema.contract_storage_key(key))
 
     def account(self, name: str) -> dict | None:
+        if name in self._accounts:
+            return self._accounts[name]
         raw = self.j.get(schema.account_key(name))
-        if raw is None:
-            return None
-        a = records.decode(Account, raw)
-        return {"name": name, "balance": a.balance, "stake": a.stake,
-                "referrer": a.referrer or None, "joined_height": a.joined_height,
-                "content": a.content, "behaviour": a.behaviour, "relationship": a.relationship}
+        a = None if raw is None else records.decode(Account, raw)
+        self._accounts[name] = value = None if a is None else {
+            "name": name, "balance": a.balance, "stake": a.stake, "referrer": a.referrer or None,
+            "joined_height": a.joined_height, "content": a.content, "behaviour": a.behaviour,
+            "relationship": a.relationship}
+        return value
 
     def post(self, author: str, permlink: str) -> dict | None:
         raw = self.j.get(schema.post_key(author, permlink))
@@ -140,17 +146,22 @@ class ChainHost:
                 "attendees": p.attendees, "children": p.children}
 
     def param(self, name: str) -> int:
-        value = get_param(self.j, name) if type(name) is str else None
+        value = self._params.get(name) if type(name) is str else None
         if value is None:
-            raise VMFault("unknown_param", f"no parameter {name!r}")
+            value = get_param(self.j, name) if type(name) is str else None
+            if value is None:
+                raise VMFault("unknown_param", f"no parameter {name!r}")
+            self._params[name] = value
         return value
 
     def award(self, account: str, dimension: str, amount: int) -> None:
         """Pays what the pool has, up to amount: never fails (the VM's journal checked the rest)."""
-        paid = min(amount, get_pool(self.j, dimension))
+        pool = get_pool(self.j, dimension)
+        paid = min(amount, pool)
         if paid <= 0:
             return
-        _add_to_pool(self.j, dimension, -paid)
+        self.j.put(schema.pool_key(dimension), pack_flat(pool - paid))
+        self._accounts.pop(account, None)
         key = schema.account_key(account)
         a = records.decode(Account, self.j.get(key))
         setattr(a, dimension, getattr(a, dimension) + paid)

@@ -1,9 +1,12 @@
-"""The wallet, the HTTP client and the CLI, with no running node: signed txs decode and verify,
-tickets verify, key files stay private, `genesis create` makes a loadable chain, the embedded dev
-chain matches its dev keys, and an unreachable node is exit code 3 naming the URL."""
+"""The wallet, the HTTP client and the CLI: signed txs decode and verify, tickets verify, key files
+stay private, `genesis create` makes a loadable chain, the embedded dev chain matches its dev keys,
+an unreachable node is exit code 3 naming the URL; and, against a real node process, the governance
+commands propose, approve and read proposals and the rules."""
 import json
 import socket
 import stat
+import time
+from pathlib import Path
 
 import httpx
 import msgpack
@@ -17,7 +20,8 @@ from core.errors import InvalidTx
 from core.genesis import DEFAULT_DEV_KEYS, load_genesis
 from core.types import Tx, is_ticket_valid
 from core.wallet import ApiError, Client, NodeUnreachable, Wallet, now_ms
-from node.config import read_key_file
+from node.config import read_key_file, write_key_file
+from tests.test_e2e_single import NodeProcess
 
 CHAIN = "wallet-test"
 ALICE = Keypair(bytes([7]) * 32)
@@ -232,3 +236,73 @@ def test_ticket_with_a_chain_id_needs_no_node():
     assert r.exit_code == 0, r.output
     alice = load_dev_keys()["alice"]
     assert is_ticket_valid(alice.public_key, "community-dev", "alice/meet", "bob", bytes.fromhex(r.output.strip()))
+
+
+# ------------------------------------------------------------------------------ governance commands
+@pytest.fixture(scope="module")
+def gov_node(tmp_path_factory):
+    """A real node process of a chain whose one producer is alice; the dev keys are in its folder."""
+    tmp = tmp_path_factory.mktemp("gov")
+    genesis_doc, dev_keys = make_devnet(3, 1, "cli-gov", 200, now_ms() - 10_000,
+                                        names=["alice", "bob", "carol"], deterministic=True)
+    (tmp / "genesis.json").write_text(json.dumps(genesis_doc))
+    (tmp / "dev-keys.json").write_text(json.dumps(dev_keys))
+    write_key_file(tmp / "alice.json", "alice", load_dev_keys(tmp / "dev-keys.json")["alice"])
+    node = NodeProcess(tmp, closed_port())
+    node.start()
+    yield node
+    node.stop()
+
+
+def govern(node, signer, *args):
+    return CliRunner().invoke(cli, ["tx", "govern", *args, "--node", node.url, "--dev", signer,
+                                    "--dev-keys", str(node.tmp / "dev-keys.json")])
+
+
+def query(node, what):
+    r = CliRunner().invoke(cli, ["query", what, "--node", node.url])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_set_param_proposal_is_listed_enacted_and_only_producers_approve(gov_node):
+    assert query(gov_node, "rules")["params"]["attend_points"] == 1000
+    r = govern(gov_node, "alice", "set-param", "attend_points", "1500", "--effective-height", "+10")
+    assert r.exit_code == 0, r.output
+    sent = json.loads(r.stdout)
+    assert sent["status"] == "final"
+    listed = {p["id"]: p for p in query(gov_node, "proposals")["proposals"]}[sent["id"]]
+    assert (listed["action"], listed["name"], listed["value"], listed["approvals"]) == (
+        "set_param", "attend_points", 1500, ["alice"])
+    assert listed["effective_height"] > sent["height"]
+    refused = govern(gov_node, "bob", "approve", sent["id"])
+    assert refused.exit_code == 1 and "not_producer" in refused.output
+    deadline = time.time() + 20
+    while query(gov_node, "rules")["params"]["attend_points"] != 1500 and time.time() < deadline:
+        time.sleep(0.2)
+    assert query(gov_node, "rules")["params"]["attend_points"] == 1500
+
+
+def test_upgrade_rules_compiles_on_chain(gov_node, tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def on_post():\n    return 1\n")  # lacks the other hooks
+    r = govern(gov_node, "alice", "upgrade-rules", str(bad), "--effective-height", "+10")
+    assert r.exit_code == 1 and "invalid_proposal" in r.output
+    source = Path(__file__).resolve().parent.parent / "contracts" / "rules" / "default.py"
+    head = query(gov_node, "status")["head"]["height"]
+    r = govern(gov_node, "alice", "upgrade-rules", str(source), "--effective-height", str(head + 50))
+    assert r.exit_code == 0, r.output
+    listed = {p["id"]: p for p in query(gov_node, "proposals")["proposals"]}[json.loads(r.stdout)["id"]]
+    assert (listed["action"], listed["effective_height"]) == ("upgrade_rules", head + 50)
+    assert listed["code_hash"] == query(gov_node, "rules")["code_hash"]  # the same source
+
+
+@pytest.mark.parametrize("args", [
+    ["set-param", "attend_points", "1", "--effective-height", "soon"],
+    ["set-param", "attend_points", "1.5", "--effective-height", "5"],
+    ["approve", "not-hex"],
+])
+def test_govern_usage_errors_exit_2_before_contacting_a_node(args):
+    url = f"http://127.0.0.1:{closed_port()}"
+    r = CliRunner().invoke(cli, ["tx", "govern", *args, "--dev", "alice", "--chain-id", CHAIN, "--node", url])
+    assert r.exit_code == 2, r.output

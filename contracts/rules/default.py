@@ -21,13 +21,8 @@ FULL_POWER = 10000              # the voting power of a rested member
 DAY_MS = 24 * 60 * 60 * 1000
 
 
-def _key(kind, name):
-    """A storage key such as b"post:alice/hello"."""
-    return encode(kind + ":" + name)
-
-
-def _counter(name):
-    value = host.storage_get(_key("counter", name))
+def _counter(key):
+    value = host.storage_get(key)
     if value is None:
         return 0
     return value
@@ -45,65 +40,74 @@ def on_post():
     author = tx["sender"]
     ref = author + "/" + tx["body"]["permlink"]
     now = _now()
-    host.storage_set(_key("post", ref), {
+    host.storage_set(encode("post:" + ref), {
         "author": author,
         "created_at": now,
         "score": 0,             # net rshares: upvotes minus downvotes
         "curation_rshares": 0,  # rshares of the upvotes that earn curation
         "votes": 0,             # voters counted so far
     })
-    tail = _counter("queue_tail")
-    host.storage_set(_key("queue", str(tail)), ref)
-    host.storage_set(_key("counter", "queue_tail"), tail + 1)
+    tail = _counter(b"counter:queue_tail")
+    host.storage_set(encode("queue:" + str(tail)), ref)
+    host.storage_set(b"counter:queue_tail", tail + 1)
     _activate(author, now)
 
 
 def on_vote():
-    """A vote on a post: participation points, then the vote's weight on the post's score."""
+    """A vote on a post: participation points, then the vote's weight on the post's score.
+    The voter's voting power and today's participation are one record, read and written once."""
     tx = host.tx()
     body = tx["body"]
     if "post" not in body:
         return  # a vote for a block producer, not on content
     voter = tx["sender"]
     now = _now()
-    _award_participation(voter, now)
-    _count_vote(voter, body["post"], body["weight"], now)
+    member_key = encode("member:" + voter)
+    member = host.storage_get(member_key)
+    if member is None:
+        member = {"power": FULL_POWER, "at": now, "day": -1, "earned": 0}  # day -1: none yet
+    _award_participation(voter, member, now)
+    _count_vote(voter, member, body["post"], body["weight"], now)
+    host.storage_set(member_key, member)
 
 
-def _count_vote(voter, ref, weight, now):
+def _count_vote(voter, member, ref, weight, now):
     """Record the vote's rshares = stake * power spent / FULL_POWER (negative for a downvote).
 
     A member's second vote on the same post replaces the first. Only the first
     max_votes_per_post voters of a post count, which bounds the cost of its payout.
     """
-    post = host.storage_get(_key("post", ref))
+    post_key = encode("post:" + ref)
+    post = host.storage_get(post_key)
     if post is None:
         return  # already paid out, or created before these rules were installed
     if voter == post["author"]:
         weight = min(weight, host.param("self_vote_max_bps"))
-    voter_key = _key("voter", ref + ":" + voter)
+    voter_key = encode("voter:" + ref + ":" + voter)
     index = host.storage_get(voter_key)
-    if index is None:
+    replacing = index is not None
+    if not replacing:
         if post["votes"] >= host.param("max_votes_per_post"):
             return
         index = post["votes"]
         post["votes"] = index + 1
         host.storage_set(voter_key, index)
-    else:
-        previous = host.storage_get(_key("vote", ref + ":" + str(index)))
+    vote_key = encode("vote:" + ref + ":" + str(index))
+    if replacing:
+        previous = host.storage_get(vote_key)
         post["score"] -= previous["rshares"]
         if _earns_curation(post, previous):
             post["curation_rshares"] -= previous["rshares"]
-    spent = _spend_power(voter, abs(weight), now)
+    spent = _spend_power(member, abs(weight), now)
     rshares = host.account(voter)["stake"] * spent // FULL_POWER
     if weight < 0:
         rshares = -rshares
     vote = {"voter": voter, "rshares": rshares}
-    host.storage_set(_key("vote", ref + ":" + str(index)), vote)
+    host.storage_set(vote_key, vote)
     post["score"] += rshares
     if _earns_curation(post, vote):
         post["curation_rshares"] += rshares
-    host.storage_set(_key("post", ref), post)
+    host.storage_set(post_key, post)
 
 
 def _earns_curation(post, vote):
@@ -116,15 +120,12 @@ def _spend_power(member, weight, now):
 
     Power regenerates linearly from empty to FULL_POWER over vote_regen_ms.
     """
-    key = _key("power", member)
-    power = FULL_POWER
-    saved = host.storage_get(key)
-    if saved is not None:
-        regenerated = (now - saved["at"]) * FULL_POWER // host.param("vote_regen_ms")
-        power = min(FULL_POWER, saved["power"] + regenerated)
+    regenerated = (now - member["at"]) * FULL_POWER // host.param("vote_regen_ms")
+    power = min(FULL_POWER, member["power"] + regenerated)
     divisor = host.param("vote_power_divisor")
     spent = min(power, (weight + divisor - 1) // divisor)
-    host.storage_set(key, {"power": power - spent, "at": now})
+    member["power"] = power - spent
+    member["at"] = now
     return spent
 
 
@@ -133,13 +134,13 @@ def on_round(round_number):
     now = _now()
     window = host.param("payout_window_ms")
     budget = host.param("payouts_per_round")
-    head = _counter("queue_head")
-    tail = _counter("queue_tail")
+    head = _counter(b"counter:queue_head")
+    tail = _counter(b"counter:queue_tail")
     paid = 0
     while paid < budget and head < tail:
-        queue_key = _key("queue", str(head))
+        queue_key = encode("queue:" + str(head))
         ref = host.storage_get(queue_key)
-        post = host.storage_get(_key("post", ref))
+        post = host.storage_get(encode("post:" + ref))
         if post["created_at"] + window > now:
             break  # the queue is in creation order: nothing after this has matured either
         _pay_out(ref, post)
@@ -147,7 +148,7 @@ def on_round(round_number):
         head += 1
         paid += 1
     if paid > 0:
-        host.storage_set(_key("counter", "queue_head"), head)
+        host.storage_set(b"counter:queue_head", head)
         host.emit("round", {"round": round_number, "paid_posts": paid})
     return paid
 
@@ -164,7 +165,7 @@ def _pay_out(ref, post):
         curation = reward * host.param("curation_bps") // BPS
     to_curators = 0
     for index in range(post["votes"]):
-        vote_key = _key("vote", ref + ":" + str(index))
+        vote_key = encode("vote:" + ref + ":" + str(index))
         vote = host.storage_get(vote_key)
         if curation > 0 and _earns_curation(post, vote):
             share = curation * vote["rshares"] // post["curation_rshares"]
@@ -172,10 +173,10 @@ def _pay_out(ref, post):
                 host.award(vote["voter"], "content", share)
                 to_curators += share
         host.storage_delete(vote_key)
-        host.storage_delete(_key("voter", ref + ":" + vote["voter"]))
+        host.storage_delete(encode("voter:" + ref + ":" + vote["voter"]))
     if reward - to_curators > 0:
         host.award(post["author"], "content", reward - to_curators)
-    host.storage_delete(_key("post", ref))
+    host.storage_delete(encode("post:" + ref))
     host.emit("payout", {"post": ref, "author": post["author"], "reward": reward,
                          "curation": to_curators})
 
@@ -186,7 +187,7 @@ def on_attend():
     """attend_points for attending an event, once per event and member; attending is activity."""
     tx = host.tx()
     member = tx["sender"]
-    key = _key("attended", tx["body"]["event"] + ":" + member)
+    key = encode("attended:" + tx["body"]["event"] + ":" + member)
     if host.storage_get(key) is not None:
         return  # the chain allows one attendance; these rules never pay twice either
     host.storage_set(key, True)
@@ -194,19 +195,17 @@ def on_attend():
     _activate(member, _now())
 
 
-def _award_participation(member, now):
+def _award_participation(voter, member, now):
     """participation_points per vote on a post, at most participation_cap_per_day a day (UTC)."""
-    key = _key("participation", member)
     today = now // DAY_MS
-    record = host.storage_get(key)
-    if record is None or record["day"] != today:
-        record = {"day": today, "earned": 0}
+    if member["day"] != today:
+        member["day"] = today
+        member["earned"] = 0
     points = min(host.param("participation_points"),
-                 host.param("participation_cap_per_day") - record["earned"])
+                 host.param("participation_cap_per_day") - member["earned"])
     if points > 0:
-        host.award(member, "behaviour", points)
-        record["earned"] += points
-        host.storage_set(key, record)
+        host.award(voter, "behaviour", points)
+        member["earned"] += points
 
 
 # ---- relationship: referrals pay when the new member becomes active ---------------------------
@@ -214,20 +213,20 @@ def _award_participation(member, now):
 def on_refer():
     """Remember who referred the new member; the bonus waits for the member's first activity."""
     tx = host.tx()
-    host.storage_set(_key("referral", tx["body"]["new_account"]), tx["sender"])
+    host.storage_set(encode("referral:" + tx["body"]["new_account"]), tx["sender"])
 
 
 def _activate(member, now):
     """On a member's first post or attendance, pay their referrer referral_bonus, unless the
     referrer already earned referral_cap_per_period bonuses in this period (periods are
     consecutive windows of referral_period_ms); a capped bonus is not paid later."""
-    referral_key = _key("referral", member)
+    referral_key = encode("referral:" + member)
     referrer = host.storage_get(referral_key)
     if referrer is None:
         return  # no referral pending: a founding member, or already active
     host.storage_delete(referral_key)
     period = now // host.param("referral_period_ms")
-    count_key = _key("referrals", referrer)
+    count_key = encode("referrals:" + referrer)
     record = host.storage_get(count_key)
     if record is None or record["period"] != period:
         record = {"period": period, "count": 0}

@@ -1,0 +1,299 @@
+"""The fast engine: verified bytecode translated once into Python functions.
+
+Each contract function becomes one Python function whose operand stack and locals are Python
+local variables: the verifier gives every instruction one stack height, so the value at height k
+is always the variable `s<k>`, and local i is `l<i>`. Control flow is a loop that dispatches on
+the pc of a jump target (`_b`); code between jump targets runs straight through. Each basic block
+starts with the metering of `Machine.enter_block`, inlined: its fixed gas, then its steps.
+Everything that computes on values calls the opcode functions of `handlers.py`, the same ones the
+interpreter calls; only moves of values and control are written here, and a few fast paths that
+compute exactly what those functions compute for the commonest operands without the call: int
+`+ - < <= > >=`, text `+`, a map item with a text key it holds, `x == None`.
+
+The Python source is derived deterministically from verified bytecode only: fixed templates
+filled with integers from the bytecode, `repr` of its scalar constants and of its local names,
+compiled with no builtins but `type`, `int`, `str`, `dict` and `len`. It can only do what the
+opcode functions do.
+
+A fault is located afterwards from its traceback: each generated line maps to the (function, pc)
+of the instruction it belongs to, and a function's prologue maps to its caller's CALL.
+"""
+from functools import lru_cache
+
+from contracts.bytecode import basic_blocks, code_hash, load_program
+from contracts.errors import VMFault
+from contracts.handlers import DONE, VALUE_OPS, build_list, build_map, for_next, overflow
+from contracts.opcodes import JUMPS, SPECS, Op
+from contracts.values import INT_MAX, INT_MIN
+
+_CONDITIONAL = {Op.JUMP_IF_FALSE: "not ", Op.JUMP_IF_FALSE_OR_POP: "not ",
+                Op.JUMP_IF_TRUE_OR_POP: ""}
+_INT_COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+_INT_ARITH = {Op.ADD: "+", Op.SUB: "-"}
+_NO_CONST = object()
+
+
+def _unbound(name: str) -> VMFault:
+    return VMFault("unbound_local", f"'{name}' is read before it is assigned")
+
+
+class _Unset:
+    """The value of a local that may be read before it is assigned (see `_maybe_unbound`)."""
+
+
+_NAMESPACE = {"U": _Unset, "DONE": DONE, "for_next": for_next, "build_list": build_list,
+              "build_map": build_map, "overflow": overflow, "unbound": _unbound,
+              "MAX": INT_MAX, "MIN": INT_MIN,
+              **{fn.__name__: fn for fn in VALUE_OPS.values()}}
+
+
+_BUILTINS = {"type": type, "int": int, "str": str, "dict": dict, "len": len}
+
+
+class Translated:
+    """A contract's translated functions (by function index), the index of each function by
+    name, and the map from generated lines to (function index, pc) used to say where a fault
+    happened."""
+
+    def __init__(self, functions: tuple, names: dict, filename: str, where: list):
+        self.functions = functions
+        self.names = names
+        self.filename = filename
+        self.where = where
+
+    def locate(self, tb) -> tuple[int, int] | None:
+        """(function index, pc) of the innermost contract instruction in a traceback."""
+        found = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.filename:
+                found = self.where[tb.tb_lineno - 1] or found
+            tb = tb.tb_next
+        return found
+
+
+# Translating costs about 60 µs and tens of KB per instruction, once per contract: a contract
+# bigger than this (20 times the default rules) is not translated but interpreted, which gives
+# the same results, only slower.
+MAX_TRANSLATED_INSTRUCTIONS = 16_384
+
+
+@lru_cache(maxsize=64)
+def translate(code: bytes) -> Translated | None:
+    """The translated functions of verified bytecode (cached by content, like `prepare`), or
+    None for a contract of more than MAX_TRANSLATED_INSTRUCTIONS instructions."""
+    program = load_program(code)
+    if sum(len(fn.instrs) for fn in program.functions) > MAX_TRANSLATED_INSTRUCTIONS:
+        return None
+    out = _Source()
+    for index in range(len(program.functions)):
+        _Function(out, program, index).write()
+    filename = f"<contract {code_hash(code).hex()}>"
+    namespace = dict(_NAMESPACE, __builtins__=_BUILTINS)
+    exec(compile("\n".join(out.lines), filename, "exec"), namespace)  # noqa: S102 (see module doc)
+    functions = tuple(namespace[f"f{i}"] for i in range(len(program.functions)))
+    names = {fn.name: i for i, fn in enumerate(program.functions)}
+    return Translated(functions, names, filename, out.where)
+
+
+class _Source:
+    """Lines of generated source, each with the (function, pc) it belongs to (None: a prologue,
+    blamed on the caller)."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.where: list[tuple[int, int] | None] = []
+        self.at: tuple[int, int] | None = None
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+        self.where.append(self.at)
+
+
+def _maybe_unbound(fn) -> set[int]:
+    """pcs of LOADs that may read a local before any assignment on some path (a dataflow of
+    definitely-assigned locals, as bitsets); every other LOAD needs no check."""
+    n = len(fn.instrs)
+    everything = (1 << len(fn.local_names)) - 1
+    assigned = [everything] * n
+    assigned[0] = (1 << fn.nparams) - 1
+    work = [0]
+    while work:
+        pc = work.pop()
+        op, arg = fn.instrs[pc]
+        out = assigned[pc] | (1 << arg if op == Op.STORE else 0)
+        for nxt in _next_pcs(op, arg, pc):
+            if nxt < n and fn.heights[nxt] is not None and assigned[nxt] & out != assigned[nxt]:
+                assigned[nxt] &= out
+                work.append(nxt)
+    return {pc for pc, (op, arg) in enumerate(fn.instrs)
+            if op == Op.LOAD and fn.heights[pc] is not None and not assigned[pc] >> arg & 1}
+
+
+def _next_pcs(op: Op, arg: int, pc: int) -> tuple[int, ...]:
+    if op == Op.JUMP:
+        return (arg,)
+    if op == Op.RETURN:
+        return ()
+    if op in JUMPS:
+        return (pc + 1, arg)
+    return (pc + 1,)
+
+
+def _const(value) -> str:
+    return repr(value)  # consts are verified scalars: int, str, bytes, bool or None
+
+
+class _Function:
+    """Writes the Python function of one contract function."""
+
+    def __init__(self, out: _Source, program, index: int):
+        self.out, self.program, self.index = out, program, index
+        self.fn = fn = program.functions[index]
+        self.slots = len(fn.local_names) + fn.max_stack
+        self.unchecked = _maybe_unbound(fn)
+        self.starts = {start for start, _, _ in basic_blocks(fn)}
+        self.targets = {0} | {arg for pc, (op, arg) in enumerate(fn.instrs)
+                              if op in JUMPS and fn.heights[pc] is not None}
+
+    def write(self) -> None:
+        fn, out = self.fn, self.out
+        params = "".join(f", l{i}" for i in range(fn.nparams))
+        out.at = None
+        out.emit(0, f"def f{self.index}(m{params}):")
+        out.emit(1, f"m.push_frame({self.slots})")
+        for local in sorted({fn.instrs[pc][1] for pc in self.unchecked}):
+            out.emit(1, f"l{local} = U")
+        out.emit(1, "L = m.gas_limit")
+        out.emit(1, "S = m.max_steps")
+        # a segment: a jump target and the reachable blocks after it up to the next jump target
+        segments: list[list] = []
+        for block in basic_blocks(fn):
+            if fn.heights[block[0]] is not None:
+                if block[0] in self.targets:
+                    segments.append([])
+                segments[-1].append(block)
+        if any(op in JUMPS and fn.heights[pc] is not None for pc, (op, _) in enumerate(fn.instrs)):
+            out.emit(1, "_b = 0")
+            out.emit(1, "while True:")
+            self.dispatch(segments, 2)
+        else:
+            self.segment(segments[0], 1)
+
+    def dispatch(self, segments: list, indent: int) -> None:
+        """A binary search on _b over the segments' first pcs."""
+        if len(segments) == 1:
+            self.segment(segments[0], indent)
+            return
+        mid = len(segments) // 2
+        self.out.at = None
+        self.out.emit(indent, f"if _b < {segments[mid][0][0]}:")
+        self.dispatch(segments[:mid], indent + 1)
+        self.out.at = None
+        self.out.emit(indent, "else:")
+        self.dispatch(segments[mid:], indent + 1)
+
+    def segment(self, blocks: list, indent: int) -> None:
+        out = self.out
+        for start, end, gas in blocks:
+            out.at = (self.index, start)
+            out.emit(indent, f"_g = m.gas_used + {gas}")
+            out.emit(indent, "if _g > L: m.out_of_gas()")
+            out.emit(indent, "m.gas_used = _g")
+            out.emit(indent, f"_n = m.steps + {end - start}")
+            out.emit(indent, "if _n > S: m.step_limit()")
+            out.emit(indent, "m.steps = _n")
+            for pc in range(start, end):
+                out.at = (self.index, pc)
+                self.instruction(pc, indent)
+        end = blocks[-1][1]
+        if self.fn.instrs[end - 1][0] not in (Op.JUMP, Op.RETURN):  # into the next segment
+            out.emit(indent, f"_b = {end}")
+            out.emit(indent, "continue")
+
+    def const_before(self, pc: int, default=None):
+        """The constant the previous instruction pushed, if it is a CONST in pc's basic block
+        (so it is the value on top of the stack at pc)."""
+        if pc in self.starts or self.fn.instrs[pc - 1][0] != Op.CONST:
+            return default
+        return self.program.consts[self.fn.instrs[pc - 1][1]]
+
+    def instruction(self, pc: int, indent: int) -> None:
+        fn = self.fn
+        op, arg = fn.instrs[pc]
+        h = fn.heights[pc]
+        top = f"s{h - 1}"
+
+        def emit(line: str, deeper: int = 0) -> None:
+            self.out.emit(indent + deeper, line)
+
+        if op == Op.CONST:
+            emit(f"s{h} = {_const(self.program.consts[arg])}")
+        elif op == Op.LOAD:
+            emit(f"s{h} = l{arg}")
+            if pc in self.unchecked:
+                emit(f"if s{h} is U: raise unbound({fn.local_names[arg]!r})")
+        elif op == Op.STORE:
+            emit(f"l{arg} = {top}")
+        elif op == Op.POP:
+            pass
+        elif op == Op.JUMP:
+            emit(f"_b = {arg}")
+            emit("continue")
+        elif op in _CONDITIONAL:
+            emit(f"if {_CONDITIONAL[op]}{top}:")
+            emit(f"_b = {arg}", 1)
+            emit("continue", 1)
+        elif op == Op.FOR_ITER:
+            emit(f"{top} = for_next({top})")
+            emit(f"if {top} is DONE:")
+            emit(f"_b = {arg}", 1)
+            emit("continue", 1)
+        elif op == Op.CALL:
+            n = self.program.functions[arg].nparams
+            emit(f"s{h - n} = f{arg}(m{''.join(f', s{k}' for k in range(h - n, h))})")
+        elif op == Op.RETURN:
+            emit("m.depth -= 1")
+            emit(f"m.stack_slots -= {self.slots}")
+            emit(f"return {top}")
+        elif op in (Op.BUILD_LIST, Op.BUILD_MAP):
+            n = arg if op == Op.BUILD_LIST else 2 * arg
+            items = ", ".join(f"s{k}" for k in range(h - n, h))
+            emit(f"s{h - n} = {'build_list' if op == Op.BUILD_LIST else 'build_map'}(m, [{items}])")
+        elif op in _INT_ARITH or op in _INT_COMPARE:
+            # exactly what op_add, op_sub, op_lt... compute for two ints (and op_add for two
+            # str), without the call
+            a = f"s{h - 2}"
+            emit(f"if type({a}) is int and type({top}) is int:")
+            if op in _INT_ARITH:
+                emit(f"{a} = {a} {_INT_ARITH[op]} {top}", 1)
+                emit(f"if {a} > MAX or {a} < MIN: raise overflow()", 1)
+            else:
+                emit(f"{a} = {a} {_INT_COMPARE[op]} {top}", 1)
+            if op == Op.ADD:
+                emit(f"elif type({a}) is str and type({top}) is str:")
+                emit(f"m.alloc(8 + len({a}) + len({top}))", 1)
+                emit(f"{a} = {a} + {top}", 1)
+            emit("else:")
+            emit(f"{a} = {VALUE_OPS[op].__name__}(m, {a}, {top})", 1)
+        elif op in (Op.EQ, Op.NE) and self.const_before(pc, _NO_CONST) is None:
+            # `x == None` (how `x is None` compiles): op_eq is `is` when one side is None
+            emit(f"s{h - 2} = s{h - 2} is {'' if op == Op.EQ else 'not '}None")
+        elif op in (Op.GET_ITEM, Op.SET_ITEM):
+            # what op_get_item / op_set_item do for a map and a text key it holds
+            key = self.const_before(pc)
+            key = repr(key) if type(key) is str else top
+            check = "" if key != top else f" and type({top}) is str"
+            c = f"s{h - 2}"
+            emit(f"if type({c}) is dict{check} and {key} in {c}:")
+            if op == Op.GET_ITEM:
+                emit(f"{c} = {c}[{key}]", 1)
+                emit("else:")
+                emit(f"{c} = op_get_item(m, {c}, {top})", 1)
+            else:
+                emit(f"{c}[{key}] = s{h - 3}", 1)
+                emit("else:")
+                emit(f"op_set_item(m, s{h - 3}, {c}, {top})", 1)
+        else:
+            k = SPECS[op].pops
+            call = f"{VALUE_OPS[op].__name__}(m{''.join(f', s{i}' for i in range(h - k, h))})"
+            emit(f"s{h - k} = {call}" if SPECS[op].pushes else call)
