@@ -82,15 +82,20 @@ class NodeService:
         self.kv.write({key: codec.pack_flat(slot)})
 
     # ------------------------------------------------------------------ admission
-    def submit(self, tx: Tx, source: str | None = None) -> None:
-        """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error.
-        An admitted tx is queued for gossip to every peer but `source` (the peer it came from)."""
-        if self.holds_tx(tx.id):
-            raise InvalidTx("duplicate", "tx is already pending or included", status=409)
+    def _admission_context(self) -> tuple:
+        """The state and block context txs are admitted against: the tip, as if in the next block."""
         tip = self.chain.tip()
         now = now_ms()
         slot = max(self.genesis.slot_at(now), tip.slot + 1)
-        ctx = transition.make_context(self.genesis, tip.height + 1, slot, now)
+        return tip, transition.make_context(self.genesis, tip.height + 1, slot, now)
+
+    def submit(self, tx: Tx, source: str | None = None, admission: tuple | None = None) -> None:
+        """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error.
+        An admitted tx is queued for gossip to every peer but `source` (the peer it came from).
+        `admission`: a `_admission_context()` shared by a batch."""
+        if self.holds_tx(tx.id):
+            raise InvalidTx("duplicate", "tx is already pending or included", status=409)
+        tip, ctx = admission or self._admission_context()
         if source is None:
             # from a wallet: a dry run against the tip state (the same checks the block will make,
             # contract hook included, thrown away), so the wallet learns now what would fail
@@ -115,11 +120,15 @@ class NodeService:
         event loop stays free for votes and blocks meanwhile. A tx that fails is left for the
         normal path to reject with its error code."""
         tip, verified = self.chain.tip().layer, self.chain.verified
+        keys: dict[str, bytes | None] = {}  # sender -> public key, read once per batch
         todo = []
         for tx in txs:
-            sender = transition.get_account(tip, tx.sender)
-            if sender is not None and not verified.has(tx, sender.public_key):
-                todo.append((tx, sender.public_key))
+            if tx.sender not in keys:
+                sender = transition.get_account(tip, tx.sender)
+                keys[tx.sender] = None if sender is None else sender.public_key
+            key = keys[tx.sender]
+            if key is not None and not verified.has(tx, key):
+                todo.append((tx, key))
         if len(todo) < MIN_THREADED_VERIFY:
             return
         loop = asyncio.get_running_loop()
@@ -134,10 +143,11 @@ class NodeService:
     async def submit_many(self, txs: list[Tx], source: str | None = None) -> list[ProtocolError | None]:
         """`submit` each tx, signatures verified off the event loop first; per tx, its error or None."""
         await self.preverify(txs)
+        admission = self._admission_context()
         errors = []
         for tx in txs:
             try:
-                self.submit(tx, source)
+                self.submit(tx, source, admission)
                 errors.append(None)
             except ProtocolError as e:
                 errors.append(e)
