@@ -36,7 +36,7 @@ VERIFY_THREADS = 2  # PyNaCl releases the GIL while it verifies: threads use the
 MIN_THREADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
 PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
 BUILD_BUDGET_FRACTION = 0.2  # of a slot: the most time our block's txs may take us to apply
-GOSSIP_GRACE_S = 0.15  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
+GOSSIP_GRACE_S = 0.08  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
 
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:

@@ -91,6 +91,25 @@ def test_tx_submitted_to_one_node_is_final_on_all(net):
     assert len(balances) == 1
 
 
+def test_a_burst_larger_than_blocks_hold_drains_to_final_on_all(net):
+    """More txs at once than the producers put in a block: finality keeps its pace (blocks stay
+    small enough to be imported and voted within their slot) and every tx becomes final."""
+    senders = [member_wallet(net, VALIDATORS + k) for k in range(3)]
+    txs = [[w.transfer(senders[(k + 1) % 3].name, 1 + i) for i in range(2000)] for k, w in enumerate(senders)]
+    before = min(finals(net, range(VALIDATORS)))
+    for k, batch in enumerate(txs):
+        with Client(net.urls[k]) as c:
+            assert c.submit_batch(batch)["accepted"] == len(batch)
+    wait_until(lambda: all(net.status(i)["mempool"] == 0 for i in range(VALIDATORS)), 90,
+               "every mempool drained")
+    with Client(net.urls[3]) as c:
+        for batch in txs:
+            for tx in batch[::250] + batch[-1:]:
+                assert c.wait_final(tx.id, timeout_s=20)["status"] == "final"
+    assert min(finals(net, range(VALIDATORS))) > before + 4
+    assert_same_final_chain(net, range(VALIDATORS), min(finals(net, range(VALIDATORS))))
+
+
 def test_kill9_one_validator_finality_continues_and_it_catches_up_and_votes(net):
     net.kill9(3)
     start = max(finals(net, range(3)))
