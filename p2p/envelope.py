@@ -14,7 +14,6 @@ from core import crypto
 from core.errors import Malformed, ProtocolError
 from core.types import is_name
 
-KINDS = ("txs", "block", "votes")
 # what a peer got wrong on purpose or through a bug; anything else (unknown parent, stale, future,
 # a tx that is already known or expired) is a timing difference between honest nodes
 PENALIZED = frozenset({"malformed", "non_canonical", "bad_signature", "bad_tx_root",
