@@ -70,7 +70,7 @@ class NodeService:
         self.started_ms = now_ms()
         self.orphan_votes: OrderedDict[bytes, list[tuple[Vote, str | None]]] = OrderedDict()
         self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
-        self._build_s_per_tx = 50e-6  # measured on each block we build (moving average)
+        self._build_s_per_tx = 50e-6  # measured on each block we build
         self.net = Network(self)
 
     # ------------------------------------------------------------------ persistence of own signing
@@ -215,9 +215,9 @@ class NodeService:
         candidates = self.mempool.take(limit, self.chain.pending_tx_ids(self.chain.head()), time.monotonic())
         block, layer, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot,
                                                         candidates)
-        if len(candidates) >= 100:
+        if len(candidates) >= 100:  # up at once when building got slower, down gradually
             cost = (time.perf_counter() - started) / len(candidates)
-            self._build_s_per_tx = 0.7 * self._build_s_per_tx + 0.3 * cost
+            self._build_s_per_tx = max(cost, 0.7 * self._build_s_per_tx + 0.3 * cost)
         for tx, err in rejected:
             self._reject(tx, err)
         self.last_produced_slot = slot
