@@ -1,6 +1,6 @@
 """DPoS election: who produces which slot.
 
-Time is cut into epochs of `EPOCH_SLOTS` slots. When the first final block of an epoch `e` becomes
+Time is cut into epochs of `epoch_slots` slots (a genesis parameter). When the first final block of an epoch `e` becomes
 final, the schedule for epoch `e + ELECTION_DELAY` is elected from the state after that block
 (final state only) and recorded in the chain store in the same atomic batch as the block, so every
 node that finalized the same chain holds the same table. The delay gives every honest node time to
@@ -20,12 +20,7 @@ from core.genesis import Genesis
 from state import schema
 from state.governance import get_elected_producers
 
-EPOCH_SLOTS = 60
 ELECTION_DELAY = 2
-
-
-def epoch_of(slot: int) -> int:
-    return slot // EPOCH_SLOTS
 
 
 def compute_schedule(view, genesis: Genesis, seed: bytes) -> tuple[str, ...]:
@@ -48,6 +43,7 @@ class ScheduleTable:
 
     def __init__(self, kv, genesis: Genesis):
         self.genesis = genesis
+        self.epoch_slots = genesis.params.epoch_slots
         self.default = tuple(p.name for p in genesis.producers)
         self.table: dict[int, tuple[str, ...]] = {}
         for key, raw in kv.scan(schema.SCHEDULE):
@@ -57,8 +53,11 @@ class ScheduleTable:
         for key, raw in kv.scan(schema.MISSED):
             self.missed[key[len(schema.MISSED):].decode()] = msgpack.unpackb(raw)
 
+    def epoch_of(self, slot: int) -> int:
+        return slot // self.epoch_slots
+
     def for_slot(self, slot: int) -> tuple[str, ...]:
-        i = bisect_right(self._epochs, epoch_of(slot))
+        i = bisect_right(self._epochs, self.epoch_of(slot))
         return self.default if i == 0 else self.table[self._epochs[i - 1]]
 
     def producer_for_slot(self, slot: int) -> str:
@@ -71,8 +70,8 @@ class ScheduleTable:
         start = prev_slot + 1
         while start < slot:
             # the schedule is constant until the next recorded election
-            i = bisect_right(self._epochs, epoch_of(start))
-            end = slot if i == len(self._epochs) else min(slot, self._epochs[i] * EPOCH_SLOTS)
+            i = bisect_right(self._epochs, self.epoch_of(start))
+            end = slot if i == len(self._epochs) else min(slot, self._epochs[i] * self.epoch_slots)
             sched = self.for_slot(start)
             for idx, count in enumerate(slots_per_index(len(sched), start, end)):
                 if count:
@@ -89,8 +88,8 @@ class ScheduleTable:
         for b in path:
             if prev.height > 0:
                 missed.update(self.missed_between(prev.slot, b.slot))
-            if epoch_of(b.slot) > epoch_of(prev.slot):
-                elected[epoch_of(b.slot) + ELECTION_DELAY] = compute_schedule(
+            if self.epoch_of(b.slot) > self.epoch_of(prev.slot):
+                elected[self.epoch_of(b.slot) + ELECTION_DELAY] = compute_schedule(
                     b.layer, self.genesis, bytes(b.id))
             prev = b
         puts = {schema.schedule_key(e): codec.pack_flat(list(names)) for e, names in elected.items()}

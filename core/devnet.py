@@ -34,7 +34,7 @@ def make_devnet(n_members: int, n_producers: int, chain_id: str, block_interval_
                 genesis_time_ms: int, *,
                 names: list[str] | None = None, deterministic: bool = False,
                 balance: int = DEFAULT_BALANCE, stake: int = DEFAULT_STAKE,
-                base_port: int = DEFAULT_BASE_PORT) -> tuple[dict, dict]:
+                base_port: int = DEFAULT_BASE_PORT, epoch_slots: int = 60) -> tuple[dict, dict]:
     """(genesis.json document, dev-keys.json document) for a fresh chain.
 
     The first `n_producers` members are the producers; each signs blocks with its member key (the
@@ -49,7 +49,7 @@ def make_devnet(n_members: int, n_producers: int, chain_id: str, block_interval_
     keys = {name: Keypair(dev_seed(chain_id, name) if deterministic else secrets.token_bytes(32))
             for name in names}
     genesis = Genesis(
-        chain_id, genesis_time_ms, ChainParams(block_interval_ms=block_interval_ms),
+        chain_id, genesis_time_ms, ChainParams(block_interval_ms=block_interval_ms, epoch_slots=epoch_slots),
         tuple(Member(n, keys[n].public_key, balance, stake) for n in names),
         tuple(Producer(n, keys[n].public_key, f"http://127.0.0.1:{base_port + i}")
               for i, n in enumerate(names[:n_producers])),

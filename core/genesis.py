@@ -23,6 +23,7 @@ class ChainParams:
     max_tx_expiry_ms: int = 3_600_000
     max_producer_approvals: int = 30
     unstake_delay_ms: int = 0
+    epoch_slots: int = 60  # slots per producer-schedule epoch (consensus/schedule.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,8 @@ class Genesis:
             raise ValueError("invalid genesis: member names must be unique account names")
         if not producers or any(p.name not in names for p in producers):
             raise ValueError("invalid genesis: producers must be founding members (at least one)")
+        if g.params.block_interval_ms < 1 or g.params.epoch_slots < 1 or g.params.producer_count < 1:
+            raise ValueError("invalid genesis: block_interval_ms, epoch_slots and producer_count are positive")
         if any(len(m.public_key) != 32 for m in members) or any(len(p.node_key) != 32 for p in producers):
             raise ValueError("invalid genesis: keys are 32 bytes")
         return g

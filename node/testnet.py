@@ -33,26 +33,32 @@ def _toml_value(v) -> str:
 
 
 def prepare(directory: str | Path, n_nodes: int, base_port: int, block_interval_ms: int = 500,
-            full_nodes: int = 0) -> Path:
+            full_nodes: int = 0, standby: int = 0, epoch_slots: int = 60) -> Path:
     """Write genesis, keys and node configs under `directory` unless a genesis is already there.
-    Nodes 0..n_nodes-1 are validators; the `full_nodes` after them follow without a key."""
+    Nodes 0..n_nodes-1 are validators (the genesis producers); the next `standby` nodes run with
+    the keys of the first members who are not producers, so they produce once elected; the
+    `full_nodes` after them follow without a key. Validators and standby nodes push to each
+    other; a full node pulls from them."""
     d = Path(directory)
     if (d / "genesis.json").exists():
         return d
+    if standby > EXTRA_MEMBERS:
+        raise ValueError(f"at most {EXTRA_MEMBERS} standby nodes")
     d.mkdir(parents=True, exist_ok=True)
     genesis, dev_keys = make_devnet(n_nodes + EXTRA_MEMBERS, n_nodes, CHAIN_ID, block_interval_ms,
-                                    time.time_ns() // 1_000_000, base_port=base_port)
+                                    time.time_ns() // 1_000_000, base_port=base_port,
+                                    epoch_slots=epoch_slots)
     (d / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
     fd = os.open(d / "dev-keys.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(dev_keys, f, indent=2)
-    urls = [f"http://127.0.0.1:{base_port + i}" for i in range(n_nodes + full_nodes)]
-    for i in range(n_nodes + full_nodes):
+    keyed = n_nodes + standby
+    urls = [f"http://127.0.0.1:{base_port + i}" for i in range(keyed + full_nodes)]
+    for i in range(keyed + full_nodes):
         conf = {"data_dir": str(d / f"node-{i}" / "data"), "host": "127.0.0.1",
                 "port": base_port + i, "genesis": str(d / "genesis.json"),
-                # validators push to each other; a full node pulls from the validators
-                "peers": [u for j, u in enumerate(urls[:n_nodes]) if j != i]}
-        if i < n_nodes:
+                "peers": [u for j, u in enumerate(urls[:keyed]) if j != i]}
+        if i < keyed:
             m = dev_keys["members"][i]
             key_file = d / f"node-{i}" / "key.json"
             write_key_file(key_file, m["name"], Keypair(bytes.fromhex(m["seed"])))
@@ -60,8 +66,8 @@ def prepare(directory: str | Path, n_nodes: int, base_port: int, block_interval_
         (d / f"node-{i}").mkdir(exist_ok=True)
         (d / f"node-{i}" / "config.toml").write_text(
             "[node]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in conf.items()))
-    (d / "testnet.json").write_text(json.dumps({"validators": n_nodes, "full_nodes": full_nodes,
-                                                "base_port": base_port}) + "\n")
+    (d / "testnet.json").write_text(json.dumps({"validators": n_nodes, "standby": standby,
+                                                "full_nodes": full_nodes, "base_port": base_port}) + "\n")
     return d
 
 
@@ -71,7 +77,7 @@ class Testnet:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         meta = json.loads((self.dir / "testnet.json").read_text())
-        self.count = meta["validators"] + meta["full_nodes"]
+        self.count = meta["validators"] + meta.get("standby", 0) + meta["full_nodes"]
         self.urls = [f"http://127.0.0.1:{meta['base_port'] + i}" for i in range(self.count)]
         self.procs: list[subprocess.Popen | None] = [None] * self.count
         self.client = httpx.Client(timeout=2.0)

@@ -3,7 +3,7 @@ epochs later, survives a restart, and missed slots are counted per producer."""
 from hypothesis import given, strategies as st
 
 from consensus.chain import Chain
-from consensus.schedule import EPOCH_SLOTS, ELECTION_DELAY, compute_schedule, slots_per_index
+from consensus.schedule import ELECTION_DELAY, compute_schedule, slots_per_index
 from core.types import Vote
 from state.kv import MemoryKV
 from tests.conftest import CHAIN_ID, make_genesis, make_tx, node_keypair
@@ -43,13 +43,13 @@ def test_no_approved_candidate_keeps_the_genesis_producers():
 def test_election_takes_effect_two_epochs_after_its_block_is_final_and_survives_restart():
     kv, g = MemoryKV(), make_genesis()
     chain = Chain(kv, g)
-    first = EPOCH_SLOTS + 40  # the first block of epoch 1, inside the txs' expiry window
+    first = g.params.epoch_slots + 40  # the first block of epoch 1, inside the txs' expiry window
     produce(chain, first, election_txs())
     produce(chain, first + 1)
     assert not chain.schedules.table  # not final yet: nothing elected
     produce(chain, first + 2)
     assert chain.final.slot >= first
-    effective = (1 + ELECTION_DELAY) * EPOCH_SLOTS
+    effective = (1 + ELECTION_DELAY) * g.params.epoch_slots
     assert chain.schedule(effective - 1) == ["alice"]
     elected = chain.schedule(effective)
     assert sorted(elected) == ["bob", "carol"]  # approvals 50k and 100k; alice has none
