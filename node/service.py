@@ -36,6 +36,7 @@ VERIFY_THREADS = 2  # PyNaCl releases the GIL while it verifies: threads use the
 MIN_THREADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
 PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
 BUILD_BUDGET_FRACTION = 0.2  # of a slot: the most time our block's txs may take us to apply
+MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
 GOSSIP_GRACE_S = 0.08  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
 
 
@@ -211,11 +212,11 @@ class NodeService:
         # that produced ever larger late blocks would never notarize one. So the block holds what
         # this node applies in that time, at the rate it measured on its last blocks.
         budget_s = self.genesis.params.block_interval_ms / 1000 * BUILD_BUDGET_FRACTION
-        limit = min(self.genesis.params.max_block_txs, max(1, int(budget_s / self._build_s_per_tx)))
+        limit = min(self.genesis.params.max_block_txs, max(MIN_BLOCK_TXS, int(budget_s / self._build_s_per_tx)))
         candidates = self.mempool.take(limit, self.chain.pending_tx_ids(self.chain.head()), time.monotonic())
         block, layer, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot,
                                                         candidates)
-        if len(candidates) >= 100:  # up at once when building got slower, down gradually
+        if len(candidates) >= MIN_BLOCK_TXS:  # up at once when building got slower, down gradually
             cost = (time.perf_counter() - started) / len(candidates)
             self._build_s_per_tx = max(cost, 0.7 * self._build_s_per_tx + 0.3 * cost)
         for tx, err in rejected:
