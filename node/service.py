@@ -36,6 +36,7 @@ VERIFY_THREADS = 2  # PyNaCl releases the GIL while it verifies: threads use the
 MIN_THREADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
 PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
 BUILD_BUDGET_FRACTION = 0.2  # of a slot: the most time our block's txs may take us to apply
+PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer builds its block
 MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
 GOSSIP_GRACE_S = 0.08  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
 
@@ -348,8 +349,10 @@ class NodeService:
             await asyncio.sleep(0.005)
 
     async def run_producer(self) -> None:
+        # build a little ahead of the slot start, so the block leaves about when its slot begins
+        lead_ms = int(self.genesis.params.block_interval_ms * PREBUILD_FRACTION)
         while True:
-            slot = self.genesis.slot_at(now_ms())
+            slot = self.genesis.slot_at(now_ms() + lead_ms)
             await self._await_previous_block(slot)
             now = now_ms()
             try:
@@ -358,7 +361,7 @@ class NodeService:
                     self._reject(tx, InvalidTx("expired", "the tx expired before inclusion"))
             except (InvalidBlock, InvalidTx) as e:
                 log.error("own block for slot %d was invalid: %s", slot, e)
-            next_start = self.genesis.slot_start_ms(slot + 1)
+            next_start = self.genesis.slot_start_ms(slot + 1) - lead_ms
             await asyncio.sleep(max(0.0, (next_start - now_ms()) / 1000) + 0.001)
 
     # ------------------------------------------------------------------ lifecycle
