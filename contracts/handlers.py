@@ -16,10 +16,11 @@ never a stack underflow or an operand out of range; the types of values are chec
 from contracts.errors import VMFault
 from contracts.host import check_key
 from contracts.opcodes import GAS_PER_EVENT_BYTE, GAS_PER_ITEM, GAS_PER_STORAGE_BYTE, Op
-from contracts.values import (INT_MAX, INT_MIN, check_int, check_len, encode_value, is_key,
-                              sorted_keys)
+from contracts.values import (INT_MAX, INT_MIN, check_int, check_len, decode_own_value,
+                              encode_value, is_key, sorted_keys)
 
 DONE = object()  # for_next: the loop is over
+STORED_BYTE_SIZE = 8  # bytes of the size model per byte of a value read from storage
 _TYPE_NAMES = {int: "int", str: "str", bytes: "bytes", bool: "bool", type(None): "None",
                list: "list", dict: "map"}
 _ORDERED = (int, str, bytes)
@@ -175,8 +176,10 @@ def op_in(m, item, container) -> bool:
         ti = type(item)
         if ti is list or ti is dict:
             raise type_error("in", item, container)
-        per_item = 1 + (len(item) // 32 if ti is str or ti is bytes else 0)
-        m.charge(GAS_PER_ITEM * per_item * len(container))
+        text = ti is str or ti is bytes
+        m.charge(GAS_PER_ITEM * (1 + (len(item) // 32 if text else 0)) * len(container))
+        if text:  # text equals only text of its own type: Python's `in` is exact here
+            return item in container
         return any(type(x) is ti and x == item for x in container)
     if (t is str or t is bytes) and type(item) is t:
         m.scan(len(container) + len(item))
@@ -358,7 +361,13 @@ def op_host_block(m):
 
 
 def op_host_storage_get(m, key):
-    return m.import_value(m.journal.storage_get(check_key(key)))
+    """The stored bytes decoded: only the VM encodes them, so they are a valid value and need
+    neither the check nor the copy of import_value; they are counted by their length."""
+    blob = m.journal.storage_get_encoded(check_key(key))
+    if blob is None:
+        return None
+    m.alloc(STORED_BYTE_SIZE * len(blob))
+    return decode_own_value(blob)
 
 
 def op_host_storage_set(m, key, value) -> None:

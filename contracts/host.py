@@ -7,7 +7,7 @@ behind. `DictHost` is an in-memory Host for tests, tools and golden vectors.
 from typing import Protocol
 
 from contracts.errors import VMFault
-from contracts.values import INT_MAX, decode_value, encode_value
+from contracts.values import INT_MAX, decode_own_value, decode_value, encode_value
 
 DIMENSIONS = ("content", "behaviour", "relationship")
 MAX_KEY_BYTES = 256
@@ -30,6 +30,10 @@ class Host(Protocol):
 
     def storage_get(self, key: bytes):
         """The contract's own stored value under key, or None."""
+
+    def storage_get_encoded(self, key: bytes) -> bytes | None:
+        """The bytes stored under key (`encode_value` of the value stored), or None. The VM reads
+        storage with this and decodes the bytes itself: only it writes them."""
 
     def storage_set(self, key: bytes, value) -> None:
         """Store a VM value (the host keeps it as `encode_value(value)`)."""
@@ -55,6 +59,11 @@ class Host(Protocol):
 
     def emit(self, name: str, data: dict) -> None:
         """Record an event in the tx's receipt."""
+
+    # Optional: `all_or_nothing = True` says that the host itself drops everything a call did
+    # when the call fails (the chain's host writes into a per-tx journal it discards on a
+    # fault), so `run` hands it each write as soon as it is made (`WriteThrough`), not at the end.
+    # It then also needs `put_encoded(key, blob)` (storage_set of bytes `encode_value` made).
 
 
 def check_key(key) -> bytes:
@@ -93,10 +102,13 @@ class Journal:
         return self.host.param(name)
 
     def storage_get(self, key: bytes):
+        blob = self.storage_get_encoded(key)
+        return None if blob is None else decode_own_value(blob)
+
+    def storage_get_encoded(self, key: bytes) -> bytes | None:
         if check_key(key) in self.writes:
-            blob = self.writes[key]
-            return None if blob is None else decode_value(blob)
-        return self.host.storage_get(key)
+            return self.writes[key]
+        return self.host.storage_get_encoded(key)
 
     def storage_set(self, key: bytes, value) -> None:
         self.put_encoded(key, encode_value(value))
@@ -166,6 +178,35 @@ class Journal:
         self._events = []
 
 
+class WriteThrough(Journal):
+    """A Journal for a host that is itself all or nothing (`Host.all_or_nothing`): each write is
+    validated exactly as a Journal does and then made in the host at once, so nothing is buffered,
+    sorted or replayed. What a contract can observe is the same: storage reads see the writes
+    made, and the host's `account` must keep answering what it answered before an award (awards
+    are paid as they are made instead of at the end; a host caches what a call read of an
+    account, and the Journal's check reads it before the award). Events are kept to the end."""
+
+    def storage_get_encoded(self, key: bytes) -> bytes | None:
+        return self.host.storage_get_encoded(check_key(key))
+
+    def put_encoded(self, key: bytes, blob: bytes) -> None:
+        if len(blob) > MAX_VALUE_BYTES:
+            raise VMFault("storage_value_too_large", f"{len(blob)} bytes, the limit is {MAX_VALUE_BYTES}")
+        self.host.put_encoded(check_key(key), blob)
+
+    def storage_delete(self, key: bytes) -> None:
+        self.host.storage_delete(check_key(key))
+
+    def award(self, account: str, dimension: str, amount: int) -> None:
+        super().award(account, dimension, amount)
+        self.host.award(account, dimension, amount)
+
+    def commit(self) -> None:
+        for name, data in self.events:
+            self.host.emit(name, data)
+        self.discard()
+
+
 class DictHost:
     """An in-memory Host: parameters, accounts, posts, pools and storage in dicts.
 
@@ -226,8 +267,15 @@ class DictHost:
         blob = self.storage.get(key)
         return None if blob is None else decode_value(blob)
 
+    def storage_get_encoded(self, key: bytes) -> bytes | None:
+        return self.storage.get(key)
+
     def storage_set(self, key: bytes, value) -> None:
         self.storage[key] = encode_value(value)
+
+    def put_encoded(self, key: bytes, blob: bytes) -> None:
+        """storage_set of a value a Journal already encoded (and checked)."""
+        self.storage[key] = blob
 
     def storage_delete(self, key: bytes) -> None:
         self.storage.pop(key, None)

@@ -8,7 +8,8 @@ starts with the metering of `Machine.enter_block`, inlined: its fixed gas, then 
 Everything that computes on values calls the opcode functions of `handlers.py`, the same ones the
 interpreter calls; only moves of values and control are written here, and a few fast paths that
 compute exactly what those functions compute for the commonest operands without the call: int
-`+ - < <= > >=`, text `+`, a map item with a text key it holds, `x == None`.
+`+ - * < <= > >= == !=`, `//` by a positive int, `min`/`max` of ints, text `+`, a map item with a
+text key it holds, `x == None`.
 
 The Python source is derived deterministically from verified bytecode only: fixed templates
 filled with integers from the bytecode, `repr` of its scalar constants and of its local names,
@@ -28,8 +29,11 @@ from contracts.values import INT_MAX, INT_MIN
 
 _CONDITIONAL = {Op.JUMP_IF_FALSE: "not ", Op.JUMP_IF_FALSE_OR_POP: "not ",
                 Op.JUMP_IF_TRUE_OR_POP: ""}
-_INT_COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
-_INT_ARITH = {Op.ADD: "+", Op.SUB: "-"}
+_INT_COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}
+_INT_ARITH = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*"}
+# for two ints (b > 0 for //): what op_floordiv, op_min, op_max compute, never out of range
+_INT_PURE = {Op.FLOORDIV: "{a} // {b}", Op.MIN: "{b} if {b} < {a} else {a}",
+             Op.MAX: "{b} if {b} > {a} else {a}"}
 _NO_CONST = object()
 
 
@@ -259,9 +263,12 @@ class _Function:
             n = arg if op == Op.BUILD_LIST else 2 * arg
             items = ", ".join(f"s{k}" for k in range(h - n, h))
             emit(f"s{h - n} = {'build_list' if op == Op.BUILD_LIST else 'build_map'}(m, [{items}])")
+        elif op in (Op.EQ, Op.NE) and self.const_before(pc, _NO_CONST) is None:
+            # `x == None` (how `x is None` compiles): op_eq is `is` when one side is None
+            emit(f"s{h - 2} = s{h - 2} is {'' if op == Op.EQ else 'not '}None")
         elif op in _INT_ARITH or op in _INT_COMPARE:
-            # exactly what op_add, op_sub, op_lt... compute for two ints (and op_add for two
-            # str), without the call
+            # exactly what op_add, op_sub, op_mul, op_lt, op_eq... compute for two ints (and
+            # op_add for two str), without the call
             a = f"s{h - 2}"
             emit(f"if type({a}) is int and type({top}) is int:")
             if op in _INT_ARITH:
@@ -275,9 +282,13 @@ class _Function:
                 emit(f"{a} = {a} + {top}", 1)
             emit("else:")
             emit(f"{a} = {VALUE_OPS[op].__name__}(m, {a}, {top})", 1)
-        elif op in (Op.EQ, Op.NE) and self.const_before(pc, _NO_CONST) is None:
-            # `x == None` (how `x is None` compiles): op_eq is `is` when one side is None
-            emit(f"s{h - 2} = s{h - 2} is {'' if op == Op.EQ else 'not '}None")
+        elif op in _INT_PURE:
+            a = f"s{h - 2}"
+            positive = f" and {top} > 0" if op == Op.FLOORDIV else ""
+            emit(f"if type({a}) is int and type({top}) is int{positive}:")
+            emit(f"{a} = {_INT_PURE[op].format(a=a, b=top)}", 1)
+            emit("else:")
+            emit(f"{a} = {VALUE_OPS[op].__name__}(m, {a}, {top})", 1)
         elif op in (Op.GET_ITEM, Op.SET_ITEM):
             # what op_get_item / op_set_item do for a map and a text key it holds
             key = self.const_before(pc)

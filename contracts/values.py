@@ -25,6 +25,9 @@ _KEY_RANK = {int: 0, bytes: 1, str: 2}
 _ONE_KEY_TYPE = (frozenset({str}), frozenset({int}), frozenset({bytes}))  # most common first
 _PACKER = msgpack.Packer(use_bin_type=True)  # reused: building one per call costs more than packing
 _SCALARS = frozenset({int, str, bytes, bool, type(None)})
+_KEY_TYPES = frozenset(_KEY_RANK)
+_VALUE_TYPES = _SCALARS | {list, dict}
+_CONTAINERS = frozenset({list, dict})
 
 
 def is_key(v) -> bool:
@@ -216,8 +219,60 @@ def _packable(v, depth: int):
     raise _bad(v)
 
 
+
+
+def _ordered(v, depth: int):
+    """v, or a copy with map keys in canonical order, if msgpack's own encoding of that is
+    canonical given that it raises for what it cannot pack as it is (integers outside 64 bits,
+    text that is not UTF-8): v holds only VM types, nests at most MAX_DEPTH deep, no list or map
+    is too long, and each map's keys are of one type. Else None (`_packable` then decides).
+    Checked with set and sort operations that run in C, recursing only into containers, so a
+    typical stored value needs no Python step per item."""
+    t = type(v)
+    if t is dict:
+        key_types = set(map(type, v))
+        if len(key_types) > 1 or not key_types <= _KEY_TYPES:
+            return None
+        if not _is_sorted(v):  # one key type: its natural order is the canonical one
+            v = dict(sorted(v.items()))  # keys are distinct: values are never compared
+        items = v.values()
+    elif t is list:
+        items = v
+    else:
+        return v if t in _SCALARS else None
+    types = set(map(type, items))
+    if depth >= MAX_DEPTH or len(v) > MAX_CONTAINER_LEN or not types <= _VALUE_TYPES:
+        return None
+    if types.isdisjoint(_CONTAINERS):
+        return v
+    changed = {}
+    for k, x in (v.items() if t is dict else enumerate(v)):
+        if type(x) is list or type(x) is dict:
+            y = _ordered(x, depth + 1)
+            if y is None:
+                return None
+            if y is not x:
+                changed[k] = y
+    if changed:
+        v = dict(v) if t is dict else list(v)
+        for k, y in changed.items():
+            v[k] = y
+    return v
+
+
+def _is_sorted(d: dict) -> bool:
+    keys = list(d)
+    return keys == sorted(keys)
+
+
 def encode_value(v) -> bytes:
     """Canonical msgpack bytes of a VM value (how storage values and events are stored)."""
+    fast = _ordered(v, 0)
+    if fast is not None:
+        try:
+            return _PACKER.pack(fast)
+        except (OverflowError, UnicodeEncodeError):
+            pass  # a big integer (an extension), or a fault the walk below reports
     return _PACKER.pack(_packable(v, 0))
 
 

@@ -1,7 +1,8 @@
 """Running a contract: `run`, the `Machine` that meters one call, and the reference interpreter.
 
 `run` wraps the host in a `Journal`, runs one public function, and commits the journal only if the
-call returned. Two engines execute bytecode with one semantics: translated Python functions
+call returned (a host that discards a failed call's writes itself is wrapped in a `WriteThrough`
+instead). Two engines execute bytecode with one semantics: translated Python functions
 (`translate.py`, used by every plain `run`) and the instruction-at-a-time interpreter below, used
 when a trace is asked for, for contracts too big to translate, and, in tests, as the reference
 the translation is compared with. Both
@@ -20,7 +21,7 @@ from typing import NamedTuple
 from contracts.bytecode import Program, basic_blocks, load_program
 from contracts.errors import OutOfGas, VMError, VMFault
 from contracts.handlers import DONE, VALUE_OPS, build_list, build_map, for_next
-from contracts.host import Host, Journal
+from contracts.host import Host, Journal, WriteThrough
 from contracts.opcodes import GAS_PER_ALLOC_WORD, GAS_PER_SCAN_WORD, SPECS, Op
 from contracts.translate import translate
 from contracts.values import import_value
@@ -46,9 +47,9 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """A completed call. events: (name, data) in emit order; awards: (account, dimension, amount)."""
+class Result(NamedTuple):
+    """A completed call. events: (name, data) in emit order; awards: (account, dimension, amount).
+    (A NamedTuple: immutable, and made for every call, so cheaper than a frozen dataclass.)"""
     return_value: object
     gas_used: int
     events: tuple
@@ -95,6 +96,10 @@ class Frame:
 class Machine:
     """One contract call's execution state. Use `run`; this class is public for tests and tools.
     Translated code reads and writes the counters below directly (see translate.py)."""
+
+    __slots__ = ("code", "program", "runtime", "journal", "gas_limit", "max_steps", "max_depth",
+                 "max_slots", "max_memory", "trace", "gas_used", "steps", "memory", "depth",
+                 "stack_slots")
 
     def __init__(self, code: bytes, journal: Journal, gas_limit: int,
                  limits: Limits = DEFAULT_LIMITS, trace: list | None = None):
@@ -323,10 +328,12 @@ def run(code: bytes, function: str, args: list, host: Host, gas_limit: int, *,
     """Call `function(*args)` of the contract `code` against `host` with at most gas_limit gas.
 
     On success the call's writes are applied to host and a Result returned. On `OutOfGas` or
-    `VMFault` (whose `gas_used` says what to charge) host is untouched. trace, if given, receives
+    `VMFault` (whose `gas_used` says what to charge) host is untouched, or, for a host that is
+    itself all or nothing (`Host.all_or_nothing`), has been written and must discard what the
+    call did: such a host gets each write as it is made (`WriteThrough`). trace, if given, receives
     a TraceStep per executed instruction (the call then runs on the interpreter: same result).
     """
-    journal = Journal(host)
+    journal = WriteThrough(host) if getattr(host, "all_or_nothing", False) else Journal(host)
     machine = Machine(code, journal, gas_limit, limits, trace)
     try:
         value = machine.call(function, args)

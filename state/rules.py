@@ -25,7 +25,7 @@ from core.codec import pack_flat
 from core.errors import InvalidTx, InvariantBroken
 from state import records, schema
 from state.records import Account, Post
-from state.view import Journal
+from state.view import Journal, Layer
 
 # Parameters the chain itself reads (the contract may read them too), next to the contract's own.
 ISSUANCE_PARAMS = {
@@ -90,19 +90,24 @@ def _add_to_pool(j: Journal, dimension: str, delta: int) -> None:
 
 # ------------------------------------------------------------------------------ the host
 class ChainHost:
-    """contracts' Host over one state Journal, for one contract call. The VM buffers a call's
-    writes in its own journal and hands them here only when the call completed, so everything
-    below may write directly, and what the call reads of accounts and parameters cannot change
-    before then: both are cached for the call (an award, made at commit, drops its account)."""
+    """contracts' Host over one state Journal, for one contract call. That journal is dropped
+    when the call fails (the tx is rejected, or the round leaves only its status), so the host is
+    all or nothing and the VM hands it each write as it is made. What the call reads of accounts
+    and parameters is cached for the call: only the call's own awards change an account during
+    it, and a call reads accounts as they were when it started. `params`, when given, are the
+    parameters of the block being applied (see `ContractRules.begin_block`); otherwise they are
+    read from state."""
 
-    __slots__ = ("j", "ctx", "current_tx", "_accounts", "_params")
+    all_or_nothing = True
+    __slots__ = ("j", "ctx", "current_tx", "_accounts", "_params", "_all_params")
 
-    def __init__(self, j: Journal, ctx, current_tx: dict):
+    def __init__(self, j: Journal, ctx, current_tx: dict, params: dict[str, int] | None = None):
         self.j = j
         self.ctx = ctx
         self.current_tx = current_tx
-        self._accounts: dict[str, dict | None] = {}
-        self._params: dict[str, int] = {}
+        self._accounts: dict[str, tuple[Account, dict] | None] = {}
+        self._all_params = params is not None  # then a name not in it is no parameter
+        self._params = {} if params is None else params
 
     def tx(self) -> dict:
         return self.current_tx
@@ -114,6 +119,9 @@ class ChainHost:
         raw = self.j.get(schema.contract_storage_key(key))
         return None if raw is None else decode_own_value(raw)  # only this host writes there
 
+    def storage_get_encoded(self, key: bytes) -> bytes | None:
+        return self.j.get(schema.contract_storage_key(key))
+
     def storage_set(self, key: bytes, value) -> None:
         self.j.put(schema.contract_storage_key(key), encode_value(value))
 
@@ -124,16 +132,25 @@ class ChainHost:
     def storage_delete(self, key: bytes) -> None:
         self.j.delete(schema.contract_storage_key(key))
 
-    def account(self, name: str) -> dict | None:
+    def _account(self, name: str) -> tuple[Account, dict] | None:
+        """The account record and its host view, decoded once per call."""
         if name in self._accounts:
             return self._accounts[name]
         raw = self.j.get(schema.account_key(name))
-        a = None if raw is None else records.decode(Account, raw)
-        self._accounts[name] = value = None if a is None else {
-            "name": name, "balance": a.balance, "stake": a.stake, "referrer": a.referrer or None,
-            "joined_height": a.joined_height, "content": a.content, "behaviour": a.behaviour,
-            "relationship": a.relationship}
-        return value
+        if raw is None:
+            found = None
+        else:
+            a = records.decode(Account, raw)
+            found = a, {"name": name, "balance": a.balance, "stake": a.stake,
+                        "referrer": a.referrer or None, "joined_height": a.joined_height,
+                        "content": a.content, "behaviour": a.behaviour,
+                        "relationship": a.relationship}
+        self._accounts[name] = found
+        return found
+
+    def account(self, name: str) -> dict | None:
+        found = self._account(name)
+        return None if found is None else found[1]
 
     def post(self, author: str, permlink: str) -> dict | None:
         raw = self.j.get(schema.post_key(author, permlink))
@@ -148,24 +165,25 @@ class ChainHost:
     def param(self, name: str) -> int:
         value = self._params.get(name) if type(name) is str else None
         if value is None:
-            value = get_param(self.j, name) if type(name) is str else None
+            if not self._all_params and type(name) is str:
+                value = get_param(self.j, name)
             if value is None:
                 raise VMFault("unknown_param", f"no parameter {name!r}")
             self._params[name] = value
         return value
 
     def award(self, account: str, dimension: str, amount: int) -> None:
-        """Pays what the pool has, up to amount: never fails (the VM's journal checked the rest)."""
+        """Pays what the pool has, up to amount: never fails (the VM's journal checked the rest).
+        The account's record cached for the call is updated in place; its host view (what the
+        call reads) is left as it was when the call started."""
         pool = get_pool(self.j, dimension)
         paid = min(amount, pool)
         if paid <= 0:
             return
         self.j.put(schema.pool_key(dimension), pack_flat(pool - paid))
-        self._accounts.pop(account, None)
-        key = schema.account_key(account)
-        a = records.decode(Account, self.j.get(key))
+        a = self._account(account)[0]
         setattr(a, dimension, getattr(a, dimension) + paid)
-        self.j.put(key, records.encode(a))
+        self.j.put(schema.account_key(account), records.encode(a))
 
     def emit(self, name: str, data: dict) -> None:
         """Dropped (see the module docstring)."""
@@ -173,11 +191,13 @@ class ChainHost:
 
 # ------------------------------------------------------------------------------ the hook
 class ContractRules:
-    """The RulesHook that runs the on-chain rules contract. Its only state is a cache of bytecode
-    by code hash, which is content-addressed and so cannot make two nodes differ."""
+    """The RulesHook that runs the on-chain rules contract. Its state is a cache of bytecode by
+    code hash, which is content-addressed, and the code and parameters of the block being built
+    or applied, read at its `begin_block` (see there); neither can make two nodes differ."""
 
     def __init__(self):
         self._code: dict[bytes, bytes] = {}
+        self._block: tuple[Layer, bytes, dict[str, int]] | None = None
 
     def code(self, view) -> bytes:
         """The active bytecode; decoded and verified once per code hash (`prepare` caches it by
@@ -193,19 +213,31 @@ class ContractRules:
             self._code[digest] = code
         return code
 
+    def _code_and_params(self, layer) -> tuple[bytes, dict[str, int] | None]:
+        """The block's code and parameters for a call on `layer` itself; for any other view (the
+        mempool's dry run on a fresh layer over the tip) the code, and None: read them from it."""
+        block = self._block
+        if block is not None and block[0] is layer:
+            return block[1], block[2]
+        return self.code(layer), None
+
     def on_tx(self, journal: Journal, tx, ctx) -> None:
         hook = HOOK_FOR_KIND.get(tx.kind)
         if hook is None:
             return
+        code, params = self._code_and_params(journal.base)
         host = ChainHost(journal, ctx, {"kind": tx.kind, "sender": tx.sender, "id": tx.id,
-                                        "body": tx.body})
+                                        "body": tx.body}, params)
         try:
-            run(self.code(journal), hook, [], host, HOOK_GAS_LIMITS[hook])
+            run(code, hook, [], host, HOOK_GAS_LIMITS[hook])
         except VMError as e:
             raise InvalidTx("contract_failed", str(e)) from None
 
     def begin_block(self, layer, ctx) -> None:
-        """Issue this block's new assets into the reward pools."""
+        """Issue this block's new assets into the reward pools, and keep the block's code and
+        parameters for the calls on this layer. That is safe because they change only at a
+        block's start: genesis and `governance.enact_due` (run by `transition.begin_block` just
+        before this) are the only writers of their keys, and no tx writes them."""
         j = Journal(layer)
         issuance = get_param(j, "issuance_per_block") or 0
         for dimension in DIMENSIONS:
@@ -213,6 +245,7 @@ class ContractRules:
             if share:
                 _add_to_pool(j, dimension, share)
         j.commit()
+        self._block = (layer, self.code(layer), get_params(layer))
 
     def end_block(self, layer, ctx) -> None:
         """on_round at every round_blocks-th height; a failed round leaves only its status."""
@@ -220,9 +253,10 @@ class ContractRules:
         if every <= 0 or ctx.height % every:
             return
         number = ctx.height // every
+        code, params = self._code_and_params(layer)
         j = Journal(layer)
         try:
-            result = run(self.code(j), ROUND_HOOK, [number], ChainHost(j, ctx, _NO_TX),
+            result = run(code, ROUND_HOOK, [number], ChainHost(j, ctx, _NO_TX, params),
                          HOOK_GAS_LIMITS[ROUND_HOOK])
         except VMError as e:
             # the code only: it is state, and a message's wording may change between releases

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from consensus.chain import Chain
 from contracts.rules import DEFAULT_PARAMS, default_rules_hash, default_rules_source
 from core import types
+from core.codec import pack_flat
 from core.errors import InvalidBlock, InvalidTx
 from core.genesis import ChainParams, Genesis, Member, Producer
 from core.types import Block, BlockHeader, Tx, Vote, make_ticket, merkle_root
@@ -252,6 +253,18 @@ def test_set_param_changes_awards_from_its_effective_height_on_and_not_before():
     assert [ledger.assets(n)[1] for n in ("bob", "carol", "dave")] == [1000, 1000, 2000]
     [(_, proposal)] = governance.get_proposals(ledger.layer)
     assert (proposal.status, proposal.approvals) == ("enacted", ["alice"])
+
+
+def test_a_dry_run_on_a_fresh_layer_reads_the_parameters_from_state():
+    """The node's mempool applies a tx on a fresh layer over the tip with no begin_block: the
+    parameters the rules keep for the block last begun are not used there."""
+    ledger = Ledger(rules_genesis())
+    ledger.block(("alice", "post", event_post("meet", ledger)))
+    ledger.layer.writes[schema.param_key("attend_points")] = pack_flat(1234)  # as if enacted
+    dry, ctx = Layer(ledger.layer), ledger.context()
+    T.apply_tx(dry, ledger.tx(ctx, "bob", "attend", attend("alice/meet", "bob")), ctx, 0,
+               rules=ledger.rules)
+    assert T.get_account(dry, "bob").behaviour == 1234
 
 
 def test_approvals_below_quorum_change_nothing_and_quorum_enacts():

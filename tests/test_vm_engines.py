@@ -68,8 +68,9 @@ _OPERANDS = st.one_of(st.none(), st.booleans(), st.integers(INT_MIN, INT_MAX),
 @settings(max_examples=300, deadline=None)
 @given(_EXPRESSIONS, _OPERANDS, _OPERANDS)
 def test_every_operator_agrees_on_any_operands(expression, a, b):
-    """Including the translation's inline fast paths (int arithmetic and comparisons, text +,
-    map items, `is None`) and the faults of every opcode function."""
+    """Including the translation's inline fast paths (int arithmetic and comparisons, `//` by a
+    positive int, int min and max, text +, map items, `is None`) and the faults of every opcode
+    function."""
     code = compile_source(f"def main(a, b):\n    x = {expression}\n    return [x, a, b]\n")
     _same(code, args=[a, b])
 

@@ -65,6 +65,14 @@ def test_host_reads_pay_for_the_memory_they_bring_in():
     assert tx_step.gas > GAS_TABLE["HOST_TX"] + 100   # 800 bytes of text -> 100+ words
 
 
+def test_a_storage_read_pays_per_byte_of_the_stored_encoding():
+    host = DictHost()
+    host.storage_set(b"k", {"list": list(range(50)), "text": "y" * 300})
+    result, trace = traced("def main():\n    return host.storage_get(b\"k\")\n", host=host)
+    (read,) = [s for s in trace if s.op == "HOST_STORAGE_GET"]
+    assert read.gas - GAS_TABLE["HOST_STORAGE_GET"] == len(host.storage[b"k"])  # 8 bytes each
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 60))
 def test_more_work_costs_more_gas(n):

@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import DictHost, Journal, VMFault, decode_value, encode_value
-from contracts.values import MAX_DEPTH, import_value
+from contracts import DictHost, Journal, VMFault, compile_source, decode_value, encode_value, run
+from contracts.host import WriteThrough
+from contracts.values import _PACKER, MAX_DEPTH, _packable, import_value
 
 INT_MIN, INT_MAX = -(1 << 127), (1 << 127) - 1
 _KEYS = st.one_of(st.integers(INT_MIN, INT_MAX), st.text(max_size=6), st.binary(max_size=6))
@@ -22,6 +23,24 @@ def test_encode_decode_round_trip_is_canonical(value):
     blob = encode_value(value)
     assert decode_value(blob) == value
     assert encode_value(decode_value(blob)) == blob
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES)
+def test_encoding_as_it_is_gives_the_bytes_of_the_canonical_walk(value):
+    """encode_value packs a value as it is (map keys put in order) when that is canonical; the
+    walk `_packable` is the reference it must agree with."""
+    assert encode_value(value) == _PACKER.pack(_packable(value, 0))
+
+
+def test_what_cannot_be_packed_as_it_is_takes_the_walk():
+    big = {"z": [1, 1 << 100], "a": -(1 << 70)}
+    assert encode_value(big) == _PACKER.pack(_packable(big, 0))
+    for bad, code in [({"x": ["\udc00"]}, "bad_value"), ({"a": 2, True: 3}, "bad_value"),
+                      ({"a": [1.5]}, "bad_value")]:
+        with pytest.raises(VMFault) as info:
+            encode_value(bad)
+        assert info.value.code == code
 
 
 @settings(max_examples=100, deadline=None)
@@ -166,3 +185,62 @@ def test_dict_host_pays_awards_from_pools():
     assert host.awards == [("alice", "content", 5), ("alice", "relationship", 4)]
     with pytest.raises(VMFault):
         host.param("missing")
+
+
+class _AllOrNothingHost(DictHost):
+    """A DictHost that says it discards a failed call's writes itself (as the chain's host does)."""
+    all_or_nothing = True
+
+    def put_encoded(self, key: bytes, blob: bytes) -> None:
+        self.storage[key] = blob
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.read: dict = {}
+
+    def account(self, name):
+        """As the account was when the call (the only one on this host) started, awards or not."""
+        if name not in self.read:
+            account = self.accounts.get(name)
+            self.read[name] = None if account is None else dict(account)
+        return self.read[name]
+
+
+_CALL = compile_source("""
+def main():
+    before = host.account("alice")["content"]
+    host.storage_set(b"k", [before])
+    host.award("alice", "content", 5)
+    seen = host.storage_get(b"k")
+    append(seen, host.account("alice")["content"])
+    host.storage_set(b"k", seen)
+    host.emit("done", {"k": host.storage_get(b"k")})
+    host.storage_delete(b"old")
+    return host.storage_get(b"k")
+""")
+
+
+def test_a_host_that_is_all_or_nothing_is_written_through_with_the_same_results():
+    buffered, direct = _host(), _AllOrNothingHost(params={"p": 5})
+    direct.add_account("alice")
+    direct.storage_set(b"old", 1)
+    direct.storage_set(b"gone", 2)
+    results = [run(_CALL, "main", [], host, 100_000) for host in (buffered, direct)]
+    assert results[0] == results[1] and results[0].return_value == [0, 0]
+    assert buffered.snapshot() == direct.snapshot()
+
+
+def test_write_through_validates_each_write_then_makes_it_at_once():
+    host = _AllOrNothingHost()
+    host.add_account("alice")
+    journal = WriteThrough(host)
+    journal.storage_set(b"k", 1)
+    journal.award("alice", "content", 2)
+    assert host.storage_values() == {b"k": 1} and host.awards == [("alice", "content", 2)]
+    for action, code in [(lambda: journal.award("bob", "content", 1), "unknown_account"),
+                         (lambda: journal.storage_set(b"k" * 300, 1), "bad_storage_key"),
+                         (lambda: journal.storage_set(b"k", "x" * 20000), "storage_value_too_large")]:
+        with pytest.raises(VMFault) as info:
+            action()
+        assert info.value.code == code
+    assert host.storage_values() == {b"k": 1} and len(host.awards) == 1

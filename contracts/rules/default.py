@@ -28,10 +28,6 @@ def _counter(key):
     return value
 
 
-def _now():
-    return host.block()["timestamp"]
-
-
 # ---- content: posts earn from votes, curators share ----------------------------------------
 
 def on_post():
@@ -39,15 +35,19 @@ def on_post():
     tx = host.tx()
     author = tx["sender"]
     ref = author + "/" + tx["body"]["permlink"]
-    now = _now()
+    now = host.block()["timestamp"]
+    # keys in canonical (sorted) order, as in every record below: it spares the encoder a sort
     host.storage_set(encode("post:" + ref), {
         "author": author,
         "created_at": now,
-        "score": 0,             # net rshares: upvotes minus downvotes
         "curation_rshares": 0,  # rshares of the upvotes that earn curation
-        "votes": 0,             # voters counted so far
+        "rshares": [],          # each counted vote's rshares, in voting order
+        "score": 0,             # net rshares: upvotes minus downvotes
+        "voters": [],           # who cast them
     })
-    tail = _counter(b"counter:queue_tail")
+    tail = host.storage_get(b"counter:queue_tail")
+    if tail is None:
+        tail = 0
     host.storage_set(encode("queue:" + str(tail)), ref)
     host.storage_set(b"counter:queue_tail", tail + 1)
     _activate(author, now)
@@ -55,83 +55,87 @@ def on_post():
 
 def on_vote():
     """A vote on a post: participation points, then the vote's weight on the post's score.
-    The voter's voting power and today's participation are one record, read and written once."""
+    A vote reads and writes two records: the voter's (voting power and today's participation)
+    and the post's (its score and its votes).
+
+    Participation: participation_points per vote on a post, at most participation_cap_per_day
+    a day (UTC).
+    """
     tx = host.tx()
     body = tx["body"]
     if "post" not in body:
         return  # a vote for a block producer, not on content
     voter = tx["sender"]
-    now = _now()
+    now = host.block()["timestamp"]
     member_key = encode("member:" + voter)
     member = host.storage_get(member_key)
     if member is None:
-        member = {"power": FULL_POWER, "at": now, "day": -1, "earned": 0}  # day -1: none yet
-    _award_participation(voter, member, now)
-    _count_vote(voter, member, body["post"], body["weight"], now)
+        member = {"at": now, "day": -1, "earned": 0, "power": FULL_POWER}  # day -1: none yet
+    today = now // DAY_MS
+    if member["day"] != today:
+        member["day"] = today
+        member["earned"] = 0
+    points = min(host.param("participation_points"),
+                 host.param("participation_cap_per_day") - member["earned"])
+    if points > 0:
+        host.award(voter, "behaviour", points)
+        member["earned"] += points
+    post_key = encode("post:" + body["post"])
+    post = host.storage_get(post_key)
+    # no record: already paid out, or created before these rules were installed
+    if post is not None and _count_vote(voter, member, post, body["weight"], now):
+        host.storage_set(post_key, post)
     host.storage_set(member_key, member)
 
 
-def _count_vote(voter, member, ref, weight, now):
-    """Record the vote's rshares = stake * power spent / FULL_POWER (negative for a downvote).
+def _count_vote(voter, member, post, weight, now):
+    """Record the vote's rshares = stake * power spent / FULL_POWER (negative for a downvote)
+    in the post; False if the vote does not count.
 
+    A vote spends ceil(weight / vote_power_divisor) of the member's voting power, at most what
+    is left; power regenerates linearly from empty to FULL_POWER over vote_regen_ms.
     A member's second vote on the same post replaces the first. Only the first
-    max_votes_per_post voters of a post count, which bounds the cost of its payout.
+    max_votes_per_post voters of a post count, which bounds the size of its record. Upvotes by
+    anyone but the author share the curation reward.
     """
-    post_key = encode("post:" + ref)
-    post = host.storage_get(post_key)
-    if post is None:
-        return  # already paid out, or created before these rules were installed
-    if voter == post["author"]:
+    author = post["author"]
+    if voter == author:
         weight = min(weight, host.param("self_vote_max_bps"))
-    voter_key = encode("voter:" + ref + ":" + voter)
-    index = host.storage_get(voter_key)
-    replacing = index is not None
-    if not replacing:
-        if post["votes"] >= host.param("max_votes_per_post"):
-            return
-        index = post["votes"]
-        post["votes"] = index + 1
-        host.storage_set(voter_key, index)
-    vote_key = encode("vote:" + ref + ":" + str(index))
-    if replacing:
-        previous = host.storage_get(vote_key)
-        post["score"] -= previous["rshares"]
-        if _earns_curation(post, previous):
-            post["curation_rshares"] -= previous["rshares"]
-    spent = _spend_power(member, abs(weight), now)
-    rshares = host.account(voter)["stake"] * spent // FULL_POWER
-    if weight < 0:
-        rshares = -rshares
-    vote = {"voter": voter, "rshares": rshares}
-    host.storage_set(vote_key, vote)
-    post["score"] += rshares
-    if _earns_curation(post, vote):
-        post["curation_rshares"] += rshares
-    host.storage_set(post_key, post)
-
-
-def _earns_curation(post, vote):
-    """Upvotes by anyone but the author share the curation reward."""
-    return vote["rshares"] > 0 and vote["voter"] != post["author"]
-
-
-def _spend_power(member, weight, now):
-    """Spend ceil(weight / vote_power_divisor) of the member's voting power, at most what is left.
-
-    Power regenerates linearly from empty to FULL_POWER over vote_regen_ms.
-    """
+    voters = post["voters"]
+    rshares_of = post["rshares"]
+    if voter in voters:  # replacing the member's earlier vote
+        index = 0
+        while voters[index] != voter:
+            index += 1
+        previous = rshares_of[index]
+        post["score"] -= previous
+        if previous > 0 and voter != author:
+            post["curation_rshares"] -= previous
+    else:
+        index = len(voters)
+        if index >= host.param("max_votes_per_post"):
+            return False
+        append(voters, voter)
+        append(rshares_of, 0)
     regenerated = (now - member["at"]) * FULL_POWER // host.param("vote_regen_ms")
     power = min(FULL_POWER, member["power"] + regenerated)
     divisor = host.param("vote_power_divisor")
-    spent = min(power, (weight + divisor - 1) // divisor)
+    spent = min(power, (abs(weight) + divisor - 1) // divisor)
     member["power"] = power - spent
     member["at"] = now
-    return spent
+    rshares = host.account(voter)["stake"] * spent // FULL_POWER
+    if weight < 0:
+        rshares = -rshares
+    rshares_of[index] = rshares
+    post["score"] += rshares
+    if rshares > 0 and voter != author:
+        post["curation_rshares"] += rshares
+    return True
 
 
 def on_round(round_number):
     """Pay out, oldest first, at most payouts_per_round posts older than payout_window_ms."""
-    now = _now()
+    now = host.block()["timestamp"]
     window = host.param("payout_window_ms")
     budget = host.param("payouts_per_round")
     head = _counter(b"counter:queue_head")
@@ -155,8 +159,8 @@ def on_round(round_number):
 
 def _pay_out(ref, post):
     """reward = score * content_reward_bps / BPS. Curators share curation_bps of it in
-    proportion to their rshares; the author gets the rest, rounding dust included.
-    Reads each of the post's votes once and deletes everything the post stored."""
+    proportion to their rshares, in the order they voted; the author gets the rest, rounding
+    dust included. Then the post's record goes."""
     reward = 0
     if post["score"] > 0:
         reward = post["score"] * host.param("content_reward_bps") // BPS
@@ -164,16 +168,17 @@ def _pay_out(ref, post):
     if post["curation_rshares"] > 0:
         curation = reward * host.param("curation_bps") // BPS
     to_curators = 0
-    for index in range(post["votes"]):
-        vote_key = encode("vote:" + ref + ":" + str(index))
-        vote = host.storage_get(vote_key)
-        if curation > 0 and _earns_curation(post, vote):
-            share = curation * vote["rshares"] // post["curation_rshares"]
-            if share > 0:
-                host.award(vote["voter"], "content", share)
-                to_curators += share
-        host.storage_delete(vote_key)
-        host.storage_delete(encode("voter:" + ref + ":" + vote["voter"]))
+    if curation > 0:
+        voters = post["voters"]
+        rshares_of = post["rshares"]
+        for index in range(len(voters)):
+            voter = voters[index]
+            rshares = rshares_of[index]
+            if rshares > 0 and voter != post["author"]:
+                share = curation * rshares // post["curation_rshares"]
+                if share > 0:
+                    host.award(voter, "content", share)
+                    to_curators += share
     if reward - to_curators > 0:
         host.award(post["author"], "content", reward - to_curators)
     host.storage_delete(encode("post:" + ref))
@@ -192,20 +197,7 @@ def on_attend():
         return  # the chain allows one attendance; these rules never pay twice either
     host.storage_set(key, True)
     host.award(member, "behaviour", host.param("attend_points"))
-    _activate(member, _now())
-
-
-def _award_participation(voter, member, now):
-    """participation_points per vote on a post, at most participation_cap_per_day a day (UTC)."""
-    today = now // DAY_MS
-    if member["day"] != today:
-        member["day"] = today
-        member["earned"] = 0
-    points = min(host.param("participation_points"),
-                 host.param("participation_cap_per_day") - member["earned"])
-    if points > 0:
-        host.award(voter, "behaviour", points)
-        member["earned"] += points
+    _activate(member, host.block()["timestamp"])
 
 
 # ---- relationship: referrals pay when the new member becomes active ---------------------------
@@ -229,7 +221,7 @@ def _activate(member, now):
     count_key = encode("referrals:" + referrer)
     record = host.storage_get(count_key)
     if record is None or record["period"] != period:
-        record = {"period": period, "count": 0}
+        record = {"count": 0, "period": period}
     if record["count"] >= host.param("referral_cap_per_period"):
         host.emit("referral_capped", {"referrer": referrer, "member": member})
         return
