@@ -154,9 +154,9 @@ class _Community:
         self.applied, self.rejected = Counter(), Counter()
         self.salt = self.permlinks = 0
         self._populate()
-        kv = MemoryKV()
-        kv.write(T.genesis_writes(self.genesis))
-        self.state = Layer(None, kv)
+        self.kv = MemoryKV()
+        self.kv.write(T.genesis_writes(self.genesis))
+        self.state = Layer(None, self.kv)  # reads the store; each block's writes go to the store
         self.rules = ContractRules()
 
     # ---------------------------------------------------------------- population and genesis
@@ -320,7 +320,9 @@ class _Community:
             if kind == "refer":
                 self.actors[body["new_account"]].joined = True
         T.end_block(block, ctx, self.rules)
-        self.state.writes.update(block.writes)
+        writes = block.writes
+        self.kv.write({k: v for k, v in writes.items() if v is not None},
+                      {k for k, v in writes.items() if v is None})
 
     def rewards(self, name: str) -> tuple[int, int, int]:
         a = T.get_account(self.state, name)
