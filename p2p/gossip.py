@@ -200,11 +200,16 @@ class Network:
             doc = r.json()
             if doc["genesis_hash"] != self.service.genesis.hash.hex():
                 raise ValueError("peer runs another chain")
-            peer.name, peer.head, peer.final = doc.get("producer"), doc["head"]["height"], doc["final"]["height"]
-            peer.notarized = doc.get("notarized", {}).get("height", -1)
-            peer.links = frozenset(p["name"] for p in doc.get("peers", ()) if p.get("up") and p.get("name"))
+            heights = [doc[part]["height"] for part in ("head", "final", "notarized")]
+            name, links = doc["producer"], [p["name"] for p in doc["peers"] if p["up"] and p["name"]]
+            if (not all(type(h) is int for h in heights) or not (name is None or type(name) is str)
+                    or not all(type(n) is str for n in links)):
+                raise ValueError("malformed status")
+            peer.head, peer.final, peer.notarized = heights
+            peer.name, peer.links = name, frozenset(links)
             peer.ok = True
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+            # unreachable, another chain, or an answer that is not a status: treat it as down
             self._mark_down(peer)
 
     async def _sync_loop(self) -> None:

@@ -194,3 +194,35 @@ def test_a_relayed_tx_is_checked_for_signature_but_its_effects_wait_for_the_bloc
     g = service.genesis
     service.produce(g.slot_at(g.genesis_time_ms + 60_000))  # the block refuses it with its code
     assert service.tx_status(unfunded.id)["status"] == "rejected"
+
+
+@pytest.mark.parametrize("doc", [
+    [], {"genesis_hash": "00"}, "text",
+    {"head": {"height": "7"}, "final": {"height": 1}, "notarized": {"height": 1}, "producer": None, "peers": []},
+    {"head": {"height": 7}, "final": {"height": 1}, "notarized": 3, "producer": None, "peers": []},
+    {"head": {"height": 7}, "final": {"height": 1}, "notarized": {"height": 1}, "producer": ["x"], "peers": []},
+    {"head": {"height": 7}, "final": {"height": 1}, "notarized": {"height": 1}, "producer": "bob", "peers": ["up"]},
+    {"head": {"height": 7}, "final": {"height": 1}, "notarized": {"height": 1}, "producer": "bob",
+     "peers": [{"up": True, "name": 5}]},
+])
+def test_a_peer_answering_a_malformed_status_is_marked_down(service, doc):
+    if isinstance(doc, dict) and "head" in doc:
+        doc = dict(doc, genesis_hash=service.genesis.hash.hex())
+    peer = Peer("http://bob")
+    peer.client = httpx.AsyncClient(base_url="http://bob",
+                                    transport=httpx.MockTransport(lambda request: httpx.Response(200, json=doc)))
+    peer.ok = True
+    asyncio.run(service.net._poll(peer))
+    assert not peer.ok and peer.head == -1
+
+
+def test_a_peer_status_gives_its_heights_name_and_links(service):
+    doc = {"genesis_hash": service.genesis.hash.hex(), "head": {"height": 7}, "final": {"height": 5},
+           "notarized": {"height": 6}, "producer": "bob",
+           "peers": [{"up": True, "name": "carol"}, {"up": False, "name": "dave"}, {"up": True, "name": None}]}
+    peer = Peer("http://bob")
+    peer.client = httpx.AsyncClient(base_url="http://bob",
+                                    transport=httpx.MockTransport(lambda request: httpx.Response(200, json=doc)))
+    asyncio.run(service.net._poll(peer))
+    assert (peer.ok, peer.name, peer.head, peer.final, peer.notarized, peer.links) == (
+        True, "bob", 7, 5, 6, frozenset({"carol"}))
