@@ -5,7 +5,8 @@ Crash safety: the producer persists the slot it produced and the slot it voted i
 before anything leaves the process, so a restarted producer never signs twice in a slot.
 
 Every block, vote and tx that reaches this node (API, peer or sync) goes through the same methods
-here; what is new is relayed to the peers (never back to the peer it came from).
+here; what is new is relayed to the peers that did not have it from its sender (p2p.gossip).
+Signatures of batches are verified on worker threads, so blocks and votes are not kept waiting.
 """
 import asyncio
 import logging

@@ -4,8 +4,10 @@ One httpx.AsyncClient per peer, three lanes per peer, so that no message waits b
 blocks, sent one at a time in order; votes, all those queued sent together in one request (a vote
 that overtakes its block waits for it at the receiver); and transactions in batches of up to
 TX_BATCH: at once when TX_EAGER or more are queued (a wallet's batch goes on as a batch), else
-after FLUSH_S, so that single txs trickling in share a request. Each queue is capped, so a slow or dead peer costs bounded memory;
-a peer that does not answer is skipped until its status answers again (it catches up by sync).
+after FLUSH_S, so that single txs trickling in share a request. Each queue is capped, so a slow or
+dead peer costs bounded memory; a peer that does not answer is skipped until its status answers
+again (it catches up by sync). Nothing is passed on to a peer that the sender reported linked to
+itself: it sent the message there itself.
 
 Sync: every SYNC_INTERVAL_S the peers' `/v1/status` is read; when a peer is ahead, final blocks
 with their votes, then the peer's non-final blocks, are pulled in batches and handed to the node
