@@ -553,34 +553,20 @@ def query_tx(tx_id, wait, node):
         echo_json(c.wait_final(tx_id, wait) if wait else c.tx_status(tx_id))
 
 
-@query.command("status")
-@node_option
-def query_status(node):
-    with Client(node) as c:
-        echo_json(c.status())
+def _add_node_read(name: str, help_text: str) -> None:
+    """A `query NAME` command that prints what `Client.NAME()` reads from the node."""
+    @query.command(name, help=help_text)
+    @node_option
+    def command(node):
+        with Client(node) as c:
+            echo_json(getattr(c, name)())
 
 
-@query.command("producers")
-@node_option
-def query_producers(node):
-    with Client(node) as c:
-        echo_json(c.producers())
-
-
-@query.command("rules")
-@node_option
-def query_rules(node):
-    """The rules contract's hash, parameters and reward pools."""
-    with Client(node) as c:
-        echo_json(c.rules())
-
-
-@query.command("proposals")
-@node_option
-def query_proposals(node):
-    """Governance proposals with their approvals and status."""
-    with Client(node) as c:
-        echo_json(c.proposals())
+for _name, _help in (("status", "The node's heads, peers, mempool and schedule."),
+                     ("producers", "Producers, their approvals, missed slots and evidence."),
+                     ("rules", "The rules contract's hash, parameters and reward pools."),
+                     ("proposals", "Governance proposals with their approvals and status.")):
+    _add_node_read(_name, _help)
 
 
 cli.add_command(bench)
