@@ -43,15 +43,20 @@ def make_p2p_router(service) -> APIRouter:
             net.guard.penalize(sender)
             raise err
 
+    def byte_strings(sender: str, body: bytes, low: int, high: int, what: str) -> list[bytes]:
+        """The msgpack array of low..high byte strings a batch carries; anything else is malformed."""
+        try:
+            items = msgpack.unpackb(body)
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            items = None
+        if type(items) is not list or not low <= len(items) <= high or not all(type(i) is bytes for i in items):
+            punish(sender, Malformed("malformed", f"{what} is a msgpack array of {low}..{high} byte strings"))
+        return items
+
     @router.post("/txs")
     async def post_txs(request: Request):
         sender, body = await receive(request, "txs", MAX_TXS_BODY)
-        try:
-            raws = msgpack.unpackb(body)
-        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-            raws = None
-        if type(raws) is not list or len(raws) > MAX_TXS_PER_BATCH or not all(type(r) is bytes for r in raws):
-            punish(sender, Malformed("malformed", f"txs is a msgpack array of <= {MAX_TXS_PER_BATCH} signed txs"))
+        raws = byte_strings(sender, body, 0, MAX_TXS_PER_BATCH, "txs")
         txs = []
         for raw in raws:
             if service.holds_tx(codec.sha256(raw)):
@@ -79,16 +84,8 @@ def make_p2p_router(service) -> APIRouter:
     @router.post("/votes")
     async def post_votes(request: Request):
         sender, body = await receive(request, "votes", MAX_VOTES_BODY)
-        try:
-            raws = msgpack.unpackb(body)
-        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-            raws = None
-        if type(raws) is not list or not 1 <= len(raws) <= MAX_VOTES_PER_BATCH:
-            punish(sender, Malformed("malformed", f"votes is a msgpack array of 1..{MAX_VOTES_PER_BATCH} votes"))
-        for raw in raws:
+        for raw in byte_strings(sender, body, 1, MAX_VOTES_PER_BATCH, "votes"):
             try:
-                if type(raw) is not bytes:
-                    raise Malformed("malformed", "a vote is a byte string")
                 service.on_vote(Vote.decode(raw), source=sender)
             except (InvalidVote, Malformed) as e:
                 log.debug("vote from %s refused: %s", sender, e)
