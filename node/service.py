@@ -94,7 +94,7 @@ class NodeService:
 
     def submit(self, tx: Tx, source: str | None = None, admission: tuple | None = None) -> None:
         """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error.
-        An admitted tx is queued for gossip to every peer but `source` (the peer it came from).
+        An admitted tx is queued for gossip (`source`: the peer it came from, None for a wallet).
         `admission`: a `_admission_context()` shared by a batch."""
         if self.holds_tx(tx.id):
             raise InvalidTx("duplicate", "tx is already pending or included", status=409)
@@ -247,7 +247,7 @@ class NodeService:
         block = self.decode_block(data)
         await self.preverify([tx for tx in block.txs if tx.id not in self.mempool])
         try:
-            log.debug("block %d slot %d (%d txs) from %s at slot %d, decoded in %.0f ms", block.header.height,
+            log.debug("block %d slot %d (%d txs) from %s at slot %d, decoded and verified in %.0f ms", block.header.height,
                       block.header.slot, len(block.txs), source, self.genesis.slot_at(now_ms()),
                       (time.perf_counter() - started) * 1000)
             return self.on_block(block, self.genesis.slot_at(now_ms()), source=source, relay=relay)
