@@ -108,34 +108,27 @@ def _import(v, depth: int) -> tuple[object, int]:
     inline = depth < MAX_DEPTH
     if t is list or t is tuple:
         check_len(len(v))
-        out, size = list(v), 8 + 8 * len(v)
-        for i, item in enumerate(v):
-            ti = type(item)
-            if inline and (ti is str and item.isascii() or ti is bytes):
-                size += 8 + len(item)
-            elif not (inline and (ti is int and INT_MIN <= item <= INT_MAX or ti is bool
-                                  or item is None)):
-                out[i], n = _import(item, depth + 1)
-                size += n
-        return out, size
-    if t is dict:
+        out, size, items = list(v), 8 + 8 * len(v), enumerate(v)
+    elif t is dict:
         check_len(len(v))
-        out, size = v.copy(), 8 + 16 * len(v)
-        for k, item in v.items():
+        out, size, items = v.copy(), 8 + 16 * len(v), v.items()
+        for k in v:
             tk = type(k)
             if tk is str or tk is bytes:
                 size += 8 + len(k)
             elif tk is not int:
                 raise VMFault("bad_value", f"map key of type {tk.__name__}")
-            ti = type(item)
-            if inline and (ti is str and item.isascii() or ti is bytes):
-                size += 8 + len(item)
-            elif not (inline and (ti is int and INT_MIN <= item <= INT_MAX or ti is bool
-                                  or item is None)):
-                out[k], n = _import(item, depth + 1)
-                size += n
-        return out, size
-    raise _bad(v)
+    else:
+        raise _bad(v)
+    for place, item in items:
+        ti = type(item)
+        if inline and (ti is str and item.isascii() or ti is bytes):
+            size += 8 + len(item)
+        elif not (inline and (ti is int and INT_MIN <= item <= INT_MAX or ti is bool
+                              or item is None)):
+            out[place], n = _import(item, depth + 1)
+            size += n
+    return out, size
 
 
 def _raise_first_fault(v, depth: int) -> None:
