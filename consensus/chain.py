@@ -77,8 +77,8 @@ class Chain:
         self.rules = rules
         self.verified = VerifiedCache()
         self.nodes: dict[Hash, BlockNode] = {}
-        self.tx_blocks: dict[Hash, BlockNode] = {}  # tx id -> non-final block holding it
-        self._tx_index: dict[Hash, int] = {}  # tx id -> its position in that block
+        # tx id -> (the non-final block holding it, its position there)
+        self.tx_blocks: dict[Hash, tuple[BlockNode, int]] = {}
         self.evidence: list[dict] = []
         self._open_store()
 
@@ -168,9 +168,9 @@ class Chain:
         return None if rec is None else rec.node_key
 
     def tx_status(self, tx_id: Hash) -> tuple[str, int | None, int | None]:
-        node = self.tx_blocks.get(tx_id)
-        if node is not None:
-            return "included", node.height, self._tx_index[tx_id]
+        held = self.tx_blocks.get(tx_id)
+        if held is not None:
+            return "included", held[0].height, held[1]
         loc = transition.get_tx_location(self.final.layer, tx_id)
         if loc is not None:
             return "final", loc[0], loc[1]
@@ -238,8 +238,7 @@ class Chain:
         parent.children.append(node)
         self.nodes[block.id] = node
         for i, tx in enumerate(block.txs):
-            self.tx_blocks[tx.id] = node
-            self._tx_index[tx.id] = i
+            self.tx_blocks[tx.id] = (node, i)
         return node
 
     def _same_slot(self, header: BlockHeader) -> list[BlockNode]:
@@ -385,14 +384,12 @@ class Chain:
             b.final = True
             for tx in b.block.txs:
                 self.tx_blocks.pop(tx.id, None)
-                self._tx_index.pop(tx.id, None)
         for node in list(self.nodes.values()):
             if node not in keep and node is not target:
                 if node.block is not None:
                     for tx in node.block.txs:
-                        if self.tx_blocks.get(tx.id) is node:
+                        if self.tx_blocks.get(tx.id, (None,))[0] is node:
                             del self.tx_blocks[tx.id]
-                            del self._tx_index[tx.id]
                 del self.nodes[node.id]
         target.layer.writes = {}
         target.layer.parent = None
