@@ -5,12 +5,23 @@ depth. Decoding re-encodes and rejects any input whose bytes differ, so every me
 byte string and one id. Floats and extension types are never canonical here.
 """
 import hashlib
+import threading
 
 import msgpack
 
 from core.errors import Malformed
 
-_packer_opts = dict(use_bin_type=True)
+
+
+class _Packers(threading.local):
+    """One reusable Packer per thread: msgpack.packb builds a new one on every call, which costs
+    more than packing a small object (~0.8 of ~1.2 µs for a tx-sized list)."""
+
+    def __init__(self):
+        self.pack = msgpack.Packer(use_bin_type=True).pack
+
+
+_packers = _Packers()
 
 
 # the only scalar types of the wire format: floats and extension types (msgpack's Timestamp among
@@ -35,12 +46,12 @@ def _canonical(obj):
 
 def pack(obj) -> bytes:
     """Canonical bytes of obj (maps sorted by key at every depth)."""
-    return msgpack.packb(_canonical(obj), **_packer_opts)
+    return _packers.pack(_canonical(obj))
 
 
 def pack_flat(obj) -> bytes:
     """Canonical bytes of an object known to hold no maps or floats (headers, votes)."""
-    return msgpack.packb(obj, **_packer_opts)
+    return _packers.pack(obj)
 
 
 def _reject_ext(code, data):
@@ -79,7 +90,7 @@ def unpack_schema_checked(data: bytes, max_size: int):
         raise Malformed("too_large", f"{len(data)} bytes > limit {max_size}", status=413)
     try:
         obj = msgpack.unpackb(data, ext_hook=_reject_ext, timestamp=0)
-        again = msgpack.packb(obj)
+        again = _packers.pack(obj)
     except Malformed:
         raise
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,

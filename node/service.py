@@ -12,6 +12,8 @@ import asyncio
 import gc
 import logging
 import os
+import sys
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +43,15 @@ BUILD_BUDGET_FRACTION = 0.3  # of a slot: the most time our block's txs may take
 PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer builds its block
 MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
 GOSSIP_GRACE_S = 0.08  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
+ADMISSION_VERIFY_NICE = 10  # priority of the threads that verify txs on their way into the mempool
+
+
+def _lower_thread_priority() -> None:
+    """Run in each thread verifying txs for the mempool. Those checks can wait a few ms; block
+    production, import and votes are what finality waits for, so on a busy machine (or one
+    running several nodes) they get the cores first. Linux sets nice values per thread."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ADMISSION_VERIFY_NICE)
 
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:
@@ -73,7 +84,10 @@ class NodeService:
         self._task: asyncio.Task | None = None
         self.started_ms = now_ms()
         self.orphan_votes: OrderedDict[bytes, list[tuple[Vote, str | None]]] = OrderedDict()
-        self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify")
+        # for txs entering the mempool (low priority), and for txs of a block being imported
+        self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify",
+                                               initializer=_lower_thread_priority)
+        self._block_verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify-block")
         self._build_s_per_tx = 50e-6  # measured on each block we build
         self.net = Network(self)
 
@@ -118,11 +132,12 @@ class NodeService:
         """Pending here or in a non-final block: a copy arriving again is a duplicate."""
         return tx_id in self.mempool or tx_id in self.chain.tx_blocks
 
-    async def preverify(self, txs: list[Tx]) -> None:
+    async def preverify(self, txs: list[Tx], for_block: bool = False) -> None:
         """Verify, on worker threads, the signatures of many txs this node has not verified yet,
         and remember those that pass, so that admission and block import find them verified. The
         event loop stays free for votes and blocks meanwhile. A tx that fails is left for the
-        normal path to reject with its error code."""
+        normal path to reject with its error code. `for_block`: txs of a block being imported,
+        verified at normal priority (the block's votes wait for them)."""
         tip, verified = self.chain.tip().layer, self.chain.verified
         keys: dict[str, bytes | None] = {}  # sender -> public key, read once per batch
         todo = []
@@ -137,7 +152,8 @@ class NodeService:
             return
         loop = asyncio.get_running_loop()
         chunks = [todo[i::VERIFY_THREADS] for i in range(VERIFY_THREADS)]
-        results = await asyncio.gather(*(loop.run_in_executor(self._verify_pool, _verify_all, c)
+        pool = self._block_verify_pool if for_block else self._verify_pool
+        results = await asyncio.gather(*(loop.run_in_executor(pool, _verify_all, c)
                                          for c in chunks))
         for chunk, oks in zip(chunks, results):
             for (tx, key), ok in zip(chunk, oks):
@@ -246,16 +262,24 @@ class NodeService:
             return False  # relayed again by another peer: already held, skip decoding its txs
         started = time.perf_counter()
         block = self.decode_block(data)
-        await self.preverify([tx for tx in block.txs if tx.id not in self.mempool])
+        await self.preverify([tx for tx in block.txs if tx.id not in self.mempool], for_block=True)
+        decoded = time.perf_counter()
         try:
-            log.debug("block %d slot %d (%d txs) from %s at slot %d, decoded and verified in %.0f ms", block.header.height,
-                      block.header.slot, len(block.txs), source, self.genesis.slot_at(now_ms()),
-                      (time.perf_counter() - started) * 1000)
-            return self.on_block(block, self.genesis.slot_at(now_ms()), source=source, relay=relay)
+            added = self.on_block(block, self.genesis.slot_at(now_ms()), source=source, relay=relay)
         except InvalidBlock as e:
             if e.code == "unknown_parent":
                 self.net.request_sync()
             raise
+        log.debug("block %d (slot %d, %d txs) from %s: arrived %+d ms into its slot, decoded and "
+                  "verified in %.0f ms, added in %.0f ms", block.header.height, block.header.slot,
+                  len(block.txs), source, self._into_slot_ms(block.header.slot, started),
+                  (decoded - started) * 1000, (time.perf_counter() - decoded) * 1000)
+        return added
+
+    def _into_slot_ms(self, slot: int, at: float | None = None) -> int:
+        """How far into `slot` the moment `at` (perf_counter; default now) is, in ms (for logs)."""
+        ago = 0.0 if at is None else time.perf_counter() - at
+        return now_ms() - int(ago * 1000) - self.genesis.slot_start_ms(slot)
 
     def on_block(self, block: Block, now_slot: int, own_layer=None, source: str | None = None,
                  relay: bool = True) -> bool:
@@ -308,7 +332,12 @@ class NodeService:
             self.mempool.remove(ids)
             for tx_id in ids:
                 self._wake(tx_id, "final")
+        if finalized:
+            log.debug("final height %d (slot %d) %+d ms into that slot", finalized[-1].height,
+                      finalized[-1].slot, self._into_slot_ms(finalized[-1].slot))
         if node is not None and node.notarized and not was_notarized:
+            log.debug("block %d (slot %d) notarized %+d ms into its slot", node.height, node.slot,
+                      self._into_slot_ms(node.slot))
             # a block that arrived before its parent was notarized can be voted for now
             now_slot = self.genesis.slot_at(now_ms())
             for child in list(node.children):
@@ -380,6 +409,7 @@ class NodeService:
             except asyncio.CancelledError:
                 pass
         self._verify_pool.shutdown(wait=True)
+        self._block_verify_pool.shutdown(wait=True)
         self.kv.close()
 
     def status(self) -> dict:

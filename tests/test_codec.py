@@ -4,6 +4,7 @@ One meaning, one byte string: every value round-trips, and every other encoding 
 meaning is rejected with `non_canonical`; what is not a value of ours at all is `malformed`.
 """
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import msgpack
 import pytest
@@ -107,6 +108,21 @@ def test_pack_rejects_floats_and_non_text_keys():
     for bad in (1.0, [1, 0.5], {"a": 2.5}, {1: 2}, {b"k": 1}, {None: 1}):
         with pytest.raises(TypeError):
             codec.pack(bad)
+
+
+def test_a_failed_pack_leaves_nothing_behind_for_the_next_one():
+    """The encoder is reused between calls: what a failed call had written must not leak."""
+    with pytest.raises(TypeError):
+        codec.pack_flat([b"half-written", object()])
+    assert codec.pack_flat([1]) == b"\x91\x01"
+
+
+def test_threads_packing_at_once_get_the_same_bytes():
+    objs = [[i, "x" * (i % 50), {"k": bytes(i % 40)}] for i in range(2000)]
+    expected = [msgpack.packb(o, use_bin_type=True) for o in objs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(codec.pack, objs))
+    assert got == expected
 
 
 # ---------------------------------------------------------------------------------- rejection

@@ -3,6 +3,9 @@ that sends invalid data is ignored for a while; rate limits; txs are not echoed 
 sync serves final blocks with their votes."""
 import asyncio
 import json
+import os
+import sys
+import threading
 import time
 
 import httpx
@@ -13,7 +16,7 @@ from core.crypto import Keypair
 from core.types import Block, Vote
 from node.api import create_app
 from node.config import NodeConfig, write_key_file
-from node.service import NodeService
+from node.service import ADMISSION_VERIFY_NICE, NodeService
 from p2p.envelope import PeerGuard, seal
 from p2p.gossip import Peer
 from state.kv import MemoryKV
@@ -226,3 +229,15 @@ def test_a_peer_status_gives_its_heights_name_and_links(service):
     asyncio.run(service.net._poll(peer))
     assert (peer.ok, peer.name, peer.head, peer.final, peer.notarized, peer.links) == (
         True, "bob", 7, 5, 6, frozenset({"carol"}))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="thread nice values are a Linux feature")
+def test_mempool_verification_yields_the_cores_to_block_import(service):
+    """Threads verifying txs for the mempool run at a lower priority than the event loop and the
+    threads verifying a block's txs, which the block's votes wait for."""
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = nice()
+    assert service._verify_pool.submit(nice).result() == min(19, base + ADMISSION_VERIFY_NICE)
+    assert service._block_verify_pool.submit(nice).result() == base
