@@ -17,7 +17,7 @@ from contracts.errors import VMFault
 from contracts.host import check_key
 from contracts.opcodes import GAS_PER_EVENT_BYTE, GAS_PER_ITEM, GAS_PER_STORAGE_BYTE, Op
 from contracts.values import (INT_MAX, INT_MIN, check_int, check_len, decode_own_value,
-                              encode_value, is_key, sorted_keys)
+                              encode_own_value, is_key, sorted_keys)
 
 DONE = object()  # for_next: the loop is over
 STORED_BYTE_SIZE = 8  # bytes of the size model per byte of a value read from storage
@@ -363,7 +363,7 @@ def op_host_block(m):
 def op_host_storage_get(m, key):
     """The stored bytes decoded: only the VM encodes them, so they are a valid value and need
     neither the check nor the copy of import_value; they are counted by their length."""
-    blob = m.journal.storage_get_encoded(check_key(key))
+    blob = m.journal.storage_get_encoded(key)  # the journal checks the key
     if blob is None:
         return None
     m.alloc(STORED_BYTE_SIZE * len(blob))
@@ -372,7 +372,7 @@ def op_host_storage_get(m, key):
 
 def op_host_storage_set(m, key, value) -> None:
     check_key(key)
-    blob = encode_value(value)
+    blob = encode_own_value(value)
     m.charge(GAS_PER_STORAGE_BYTE * (len(key) + len(blob)))
     m.journal.put_encoded(key, blob)
 
@@ -404,7 +404,7 @@ def op_host_award(m, account, dimension, amount) -> None:
 def op_host_emit(m, name, data) -> None:
     if type(data) is not dict:
         raise VMFault("bad_event", "event data is a map")
-    blob = encode_value(data)
+    blob = encode_own_value(data)
     m.charge(GAS_PER_EVENT_BYTE * len(blob))
     m.journal.emit_encoded(name, blob)
 

@@ -148,7 +148,8 @@ class Journal:
 
     @property
     def events(self) -> list[tuple[str, dict]]:
-        return [(name, decode_value(blob)) for name, blob in self._events]
+        """The events emitted so far, decoded (from bytes `encode_value` made: no check needed)."""
+        return [(name, decode_own_value(blob)) for name, blob in self._events]
 
     def commit(self) -> None:
         """Apply every buffered write to the wrapped host, then forget them. A host with

@@ -38,6 +38,8 @@ ISSUANCE_PARAMS = {
 GENESIS_PARAMS = {**DEFAULT_PARAMS, **ISSUANCE_PARAMS}
 BPS = 10_000
 _NO_TX = {"kind": "", "sender": "", "id": b"", "body": {}}
+_ACCOUNT_FIELD = {dimension: Account.__slots__.index(dimension) for dimension in DIMENSIONS}
+_PACKER = msgpack.Packer(use_bin_type=True)  # pack_flat's bytes, without a new Packer per call
 
 
 # ------------------------------------------------------------------------------ state access
@@ -92,20 +94,21 @@ def _add_to_pool(j: Journal, dimension: str, delta: int) -> None:
 class ChainHost:
     """contracts' Host over one state Journal, for one contract call. That journal is dropped
     when the call fails (the tx is rejected, or the round leaves only its status), so the host is
-    all or nothing and the VM hands it each write as it is made. What the call reads of accounts
-    and parameters is cached for the call: only the call's own awards change an account during
-    it, and a call reads accounts as they were when it started. `params`, when given, are the
-    parameters of the block being applied (see `ContractRules.begin_block`); otherwise they are
-    read from state."""
+    all or nothing and the VM hands it each write as it is made. What the call reads of accounts,
+    pools and parameters is cached for the call: only the call's own awards change an account or
+    a pool during it, and a call reads accounts as they were when it started. `params`, when
+    given, are the parameters of the block being applied (see `ContractRules.begin_block`);
+    otherwise they are read from state."""
 
     all_or_nothing = True
-    __slots__ = ("j", "ctx", "current_tx", "_accounts", "_params", "_all_params")
+    __slots__ = ("j", "ctx", "current_tx", "_accounts", "_pools", "_params", "_all_params")
 
     def __init__(self, j: Journal, ctx, current_tx: dict, params: dict[str, int] | None = None):
         self.j = j
         self.ctx = ctx
         self.current_tx = current_tx
-        self._accounts: dict[str, tuple[Account, dict] | None] = {}
+        self._accounts: dict[str, tuple[list, dict] | None] = {}
+        self._pools: dict[str, int] = {}
         self._all_params = params is not None  # then a name not in it is no parameter
         self._params = {} if params is None else params
 
@@ -132,19 +135,21 @@ class ChainHost:
     def storage_delete(self, key: bytes) -> None:
         self.j.delete(schema.contract_storage_key(key))
 
-    def _account(self, name: str) -> tuple[Account, dict] | None:
-        """The account record and its host view, decoded once per call."""
+    def _account(self, name: str) -> tuple[list, dict] | None:
+        """The account record's fields (`records.encode` packs them in declaration order) and its
+        host view, decoded once per call."""
         if name in self._accounts:
             return self._accounts[name]
         raw = self.j.get(schema.account_key(name))
         if raw is None:
             found = None
         else:
-            a = records.decode(Account, raw)
-            found = a, {"name": name, "balance": a.balance, "stake": a.stake,
-                        "referrer": a.referrer or None, "joined_height": a.joined_height,
-                        "content": a.content, "behaviour": a.behaviour,
-                        "relationship": a.relationship}
+            fields = msgpack.unpackb(raw)
+            a = Account(*fields)
+            found = fields, {"name": name, "balance": a.balance, "stake": a.stake,
+                             "referrer": a.referrer or None, "joined_height": a.joined_height,
+                             "content": a.content, "behaviour": a.behaviour,
+                             "relationship": a.relationship}
         self._accounts[name] = found
         return found
 
@@ -174,16 +179,20 @@ class ChainHost:
 
     def award(self, account: str, dimension: str, amount: int) -> None:
         """Pays what the pool has, up to amount: never fails (the VM's journal checked the rest).
-        The account's record cached for the call is updated in place; its host view (what the
-        call reads) is left as it was when the call started."""
-        pool = get_pool(self.j, dimension)
+        The account's fields cached for the call are updated in place (and written as
+        `records.encode` would write them); its host view (what the call reads) is left as it
+        was when the call started."""
+        pool = self._pools.get(dimension)
+        if pool is None:
+            pool = get_pool(self.j, dimension)
         paid = min(amount, pool)
         if paid <= 0:
             return
-        self.j.put(schema.pool_key(dimension), pack_flat(pool - paid))
-        a = self._account(account)[0]
-        setattr(a, dimension, getattr(a, dimension) + paid)
-        self.j.put(schema.account_key(account), records.encode(a))
+        self._pools[dimension] = pool - paid
+        self.j.put(schema.pool_key(dimension), _PACKER.pack(pool - paid))
+        fields = self._account(account)[0]
+        fields[_ACCOUNT_FIELD[dimension]] += paid
+        self.j.put(schema.account_key(account), _PACKER.pack(fields))
 
     def emit(self, name: str, data: dict) -> None:
         """Dropped (see the module docstring)."""

@@ -13,10 +13,11 @@ from core.codec import pack_flat
 from core.errors import InvalidBlock, InvalidTx
 from core.genesis import ChainParams, Genesis, Member, Producer
 from core.types import Block, BlockHeader, Tx, Vote, make_ticket, merkle_root
-from state import governance, schema
+from state import governance, records, schema
 from state import rules as R
 from state import transition as T
 from state.kv import MemoryKV
+from state.records import Account
 from state.rules import ContractRules
 from state.view import Layer
 from tests.conftest import BALANCE, CHAIN_ID, GENESIS_MS, STAKE, keypair, make_genesis, make_tx, node_keypair
@@ -181,6 +182,25 @@ def test_post_then_votes_then_round_after_the_window_pays_author_and_curators():
         assert ledger.assets(curator) == (12, DEFAULT_PARAMS["participation_points"], 0)
     assert R.get_pool(ledger.layer, "content") == 10 * 5000 - 150
     assert R.get_last_round(ledger.layer)["round"] == 2
+
+
+def test_awards_write_account_and_pool_records_as_the_state_encodes_them():
+    """ChainHost packs an awarded account's fields and the pools itself, once per award, from
+    what it decoded once per call: the bytes must be those of records.encode and pack_flat."""
+    ledger = Ledger(rules_genesis())
+    ledger.block(("alice", "post", post("p")), ("alice", "post", post("q")))
+    ledger.block(*[(n, "vote", {"post": f"alice/{p}", "weight": 10000})
+                   for n in ("bob", "carol") for p in ("p", "q")])
+    ledger.until(5)
+    ledger.block(after_ms=WINDOW)
+    ledger.until(10)  # one round pays both posts: several awards to each account in one call
+    assert ledger.assets("bob")[0] > 0 and ledger.assets("alice")[0] > 0
+    for name in NAMES:
+        raw = ledger.layer.get(schema.account_key(name))
+        assert records.encode(records.decode(Account, raw)) == raw
+    for dimension in ("content", "behaviour", "relationship"):
+        raw = ledger.layer.get(schema.pool_key(dimension))
+        assert pack_flat(R.get_pool(ledger.layer, dimension)) == raw
 
 
 def test_attendance_awards_behaviour_points():

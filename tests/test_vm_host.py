@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from contracts import DictHost, Journal, VMFault, compile_source, decode_value, encode_value, run
 from contracts.host import WriteThrough
-from contracts.values import _PACKER, MAX_DEPTH, _packable, import_value
+from contracts.handlers import Iterator
+from contracts.values import _PACKER, MAX_DEPTH, _packable, encode_own_value, import_value
 
 INT_MIN, INT_MAX = -(1 << 127), (1 << 127) - 1
 _KEYS = st.one_of(st.integers(INT_MIN, INT_MAX), st.text(max_size=6), st.binary(max_size=6))
@@ -31,6 +32,25 @@ def test_encoding_as_it_is_gives_the_bytes_of_the_canonical_walk(value):
     """encode_value packs a value as it is (map keys put in order) when that is canonical; the
     walk `_packable` is the reference it must agree with."""
     assert encode_value(value) == _PACKER.pack(_packable(value, 0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES)
+def test_encoding_a_value_the_vm_made_gives_the_same_bytes(value):
+    """encode_own_value (what the VM stores and emits) checks less, for values a call can hold."""
+    assert encode_own_value(value) == encode_value(value)
+
+
+def test_a_value_the_vm_made_gets_the_faults_of_encode_value():
+    deep = []
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    big = {"z": [1, 1 << 100], 5: {"b": 1, "a": 2}}
+    assert encode_own_value(big) == encode_value(big)
+    for bad, code in [(deep, "value_too_deep"), ([1, Iterator([])], "bad_value")]:
+        with pytest.raises(VMFault) as info:
+            encode_own_value(bad)
+        assert info.value.code == code
 
 
 def test_what_cannot_be_packed_as_it_is_takes_the_walk():
