@@ -132,7 +132,7 @@ def parse_wait_query(query: str) -> tuple[str | None, float]:
 def create_app(service: NodeService) -> "FastSubmit":
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        service.start()
+        await service.start()
         yield
         await service.stop()
 

@@ -27,9 +27,37 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its live child processes (a node's verify workers)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = f.read().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += cpu_seconds(int(child))
+            except OSError:  # it exited meanwhile
+                pass
+    return total
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """Cores the whole machine kept busy over `seconds` (from /proc/stat): taken while the bench
+    itself is idle, it is the load of other jobs, which would skew the figures and the ceiling."""
+    def busy_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle + iowait
+        return sum(ticks) - idle, sum(ticks)
+
+    busy0, total0 = busy_and_total()
+    time.sleep(seconds)
+    busy1, total1 = busy_and_total()
+    return (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
 
 
 def bench_keys(n: int) -> list[tuple[str, crypto.Keypair]]:

@@ -24,7 +24,8 @@ import msgpack
 from core import codec
 from core.crypto import Keypair
 from core.types import Tx
-from node.bench import RawConnection, cpu_seconds, measure_raw_verify
+from node.bench import RawConnection, busy_cores, cpu_seconds, measure_raw_verify
+from node.service import PREBUILD_FRACTION
 from node.testnet import CHAIN_ID, Testnet, free_port_range, prepare
 
 WARMUP_S = 5
@@ -120,6 +121,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_nodes: int = 4,
                   block_interval_ms: int = 500) -> dict:
     cores = os.cpu_count() or 1
+    other_jobs = busy_cores()
     raw_verify = measure_raw_verify()
     all_cores_before = measure_raw_verify(threads=cores)
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,6 +146,10 @@ def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_
     to_slot = sorted((genesis_ms + run["slot_of"][tx_id] * block_interval_ms) / 1000 - run["sent_wall"][i // batch_size]
                      for i, tx_id in enumerate(ids) if tx_id in final_at
                      and window[0] <= run["sent_at"][i // batch_size] <= window[1])
+    # the producer takes a block's txs PREBUILD_FRACTION of a slot before the slot starts: a tx
+    # sent before that moment "made the next block" if that block holds it
+    lead_s = block_interval_ms * PREBUILD_FRACTION / 1000
+    next_block = sum(1 for t in to_slot if t - lead_s < block_interval_ms / 1000)
     in_window = sum(1 for t in final_at.values() if window[0] <= t <= window[1])
     tps = in_window / (window[1] - window[0])
     slots = [slot for slot, _, seen in run["blocks"] if window[0] <= seen <= window[1]]
@@ -155,11 +161,13 @@ def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_
         "submit_to_final_p50_s": _percentile(latencies, 0.5),
         "submit_to_final_p99_s": _percentile(latencies, 0.99),
         "submit_to_block_slot_start_p50_s": _percentile(to_slot, 0.5),
+        "txs_in_the_next_block_share": round(next_block / len(to_slot), 3) if to_slot else None,
         "block_interval_ms_mean": (round((slots[-1] - slots[0]) * block_interval_ms / (len(slots) - 1))
                                    if len(slots) > 1 else None),
         "slots_without_final_block": (slots[-1] - slots[0] + 1 - len(slots)) if slots else None,
         "cpu_cores_per_node": [round(c, 2) for c in run["cpu"]],
         "load_process_cores": round(run["own_cpu"], 2), "machine_cores": cores,
+        "other_jobs_cores_before": round(other_jobs, 2),
         "raw_verify_per_s_1core": round(raw_verify),
         "raw_verify_per_s_all_cores": [round(all_cores_before), round(all_cores_after)],
         "ceiling_tx_per_s": round(ceiling),

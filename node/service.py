@@ -6,14 +6,14 @@ before anything leaves the process, so a restarted producer never signs twice in
 
 Every block, vote and tx that reaches this node (API, peer or sync) goes through the same methods
 here; what is new is relayed to the peers that did not have it from its sender (p2p.gossip).
-Signatures of batches are verified on worker threads, so blocks and votes are not kept waiting.
+Signatures of tx batches are verified off the event loop, so blocks and votes are not kept waiting:
+in worker processes for txs entering the mempool (node.verify_pool), on threads for the txs of a
+block that did not arrive by gossip.
 """
 import asyncio
 import gc
 import logging
 import os
-import sys
-import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +26,7 @@ from core.errors import InvalidBlock, InvalidTx, ProtocolError
 from core.genesis import load_genesis
 from core.types import Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
+from node.verify_pool import VerifyError, VerifyPool
 from node.mempool import Mempool
 from node.store import LevelDBStore
 from p2p.gossip import Network
@@ -36,22 +37,13 @@ from state.view import Layer
 log = logging.getLogger("node")
 REJECTED_MEMORY = 100_000
 MAX_ORPHAN_VOTES = 4096  # votes that arrived before their block, kept until it does
-VERIFY_THREADS = 2  # PyNaCl releases the GIL while it verifies: threads use the other core
+VERIFY_WORKERS = 2  # processes verifying txs for the mempool; threads for a block's txs
 MIN_THREADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
 PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
 BUILD_BUDGET_FRACTION = 0.3  # of a slot: the most time our block's txs may take us to apply
 PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer builds its block
 MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
 GOSSIP_GRACE_S = 0.08  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
-ADMISSION_VERIFY_NICE = 10  # priority of the threads that verify txs on their way into the mempool
-
-
-def _lower_thread_priority() -> None:
-    """Run in each thread verifying txs for the mempool. Those checks can wait a few ms; block
-    production, import and votes are what finality waits for, so on a busy machine (or one
-    running several nodes) they get the cores first. Linux sets nice values per thread."""
-    if sys.platform == "linux":
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ADMISSION_VERIFY_NICE)
 
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:
@@ -84,10 +76,10 @@ class NodeService:
         self._task: asyncio.Task | None = None
         self.started_ms = now_ms()
         self.orphan_votes: OrderedDict[bytes, list[tuple[Vote, str | None]]] = OrderedDict()
-        # for txs entering the mempool (low priority), and for txs of a block being imported
-        self._verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify",
-                                               initializer=_lower_thread_priority)
-        self._block_verify_pool = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify-block")
+        self.verify_pool = VerifyPool(VERIFY_WORKERS)  # txs entering the mempool (node.verify_pool)
+        self._verifying: dict[bytes, asyncio.Future] = {}  # tx id -> done when its batch is verified
+        # a block's txs not seen by gossip: the event loop waits for them, so no GIL contention
+        self._block_verify_pool = ThreadPoolExecutor(VERIFY_WORKERS, thread_name_prefix="verify-block")
         self._build_s_per_tx = 50e-6  # measured on each block we build
         self.net = Network(self)
 
@@ -133,32 +125,58 @@ class NodeService:
         return tx_id in self.mempool or tx_id in self.chain.tx_blocks
 
     async def preverify(self, txs: list[Tx], for_block: bool = False) -> None:
-        """Verify, on worker threads, the signatures of many txs this node has not verified yet,
-        and remember those that pass, so that admission and block import find them verified. The
-        event loop stays free for votes and blocks meanwhile. A tx that fails is left for the
-        normal path to reject with its error code. `for_block`: txs of a block being imported,
-        verified at normal priority (the block's votes wait for them)."""
+        """Verify, in worker processes (node.verify_pool), the signatures of many txs this node
+        has not verified yet, and remember those that pass, so that admission and block import
+        find them verified. The event loop stays free for votes and blocks meanwhile. A tx that
+        fails is left for the normal path to reject with its error code. `for_block`: txs of a
+        block being imported, verified on threads at normal priority (its votes wait for them)."""
         tip, verified = self.chain.tip().layer, self.chain.verified
         keys: dict[str, bytes | None] = {}  # sender -> public key, read once per batch
-        todo = []
+        todo, elsewhere = [], set()
         for tx in txs:
             if tx.sender not in keys:
                 sender = transition.get_account(tip, tx.sender)
                 keys[tx.sender] = None if sender is None else sender.public_key
             key = keys[tx.sender]
             if key is not None and not verified.has(tx, key):
-                todo.append((tx, key))
+                # a tx a concurrent call is verifying (a block holding a tx still on its way into
+                # the mempool, or a tx that two peers sent at once) is waited for, not verified twice
+                other = self._verifying.get(tx.id)
+                if other is not None:
+                    elsewhere.add(other)
+                else:
+                    todo.append((tx, key))
         if len(todo) < MIN_THREADED_VERIFY:
+            if elsewhere:
+                await asyncio.wait(elsewhere)
             return
         loop = asyncio.get_running_loop()
-        chunks = [todo[i::VERIFY_THREADS] for i in range(VERIFY_THREADS)]
-        pool = self._block_verify_pool if for_block else self._verify_pool
-        results = await asyncio.gather(*(loop.run_in_executor(pool, _verify_all, c)
-                                         for c in chunks))
-        for chunk, oks in zip(chunks, results):
-            for (tx, key), ok in zip(chunk, oks):
-                if ok:
-                    verified.add(tx, key)
+        done = loop.create_future()
+        for tx, _ in todo:
+            self._verifying[tx.id] = done
+        try:
+            chunks = [todo[i::VERIFY_WORKERS] for i in range(VERIFY_WORKERS)]
+            if for_block:
+                results = await asyncio.gather(*(loop.run_in_executor(self._block_verify_pool, _verify_all, c)
+                                                 for c in chunks))
+            else:
+                try:
+                    results = await self.verify_pool.verify(
+                        [[(key, tx.signing_message(), tx.signature) for tx, key in c] for c in chunks])
+                except VerifyError as e:  # admission verifies them one by one instead
+                    log.warning("%s", e)
+                    results = []
+            for chunk, oks in zip(chunks, results):
+                for (tx, key), ok in zip(chunk, oks):
+                    if ok:
+                        verified.add(tx, key)
+        finally:
+            for tx, _ in todo:
+                if self._verifying.get(tx.id) is done:
+                    del self._verifying[tx.id]
+            done.set_result(None)
+        if elsewhere:
+            await asyncio.wait(elsewhere)
 
     async def submit_many(self, txs: list[Tx], source: str | None = None) -> list[ProtocolError | None]:
         """`submit` each tx, signatures verified off the event loop first; per tx, its error or None."""
@@ -396,7 +414,8 @@ class NodeService:
             await asyncio.sleep(max(0.0, (next_start - now_ms()) / 1000) + 0.001)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self.verify_pool.start()
         self._task = asyncio.get_running_loop().create_task(self.run_producer())
         self.net.start()
 
@@ -408,7 +427,7 @@ class NodeService:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        self._verify_pool.shutdown(wait=True)
+        await self.verify_pool.stop()
         self._block_verify_pool.shutdown(wait=True)
         self.kv.close()
 

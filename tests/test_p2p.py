@@ -4,8 +4,7 @@ sync serves final blocks with their votes."""
 import asyncio
 import json
 import os
-import sys
-import threading
+import signal
 import time
 
 import httpx
@@ -16,10 +15,12 @@ from core.crypto import Keypair
 from core.types import Block, Vote
 from node.api import create_app
 from node.config import NodeConfig, write_key_file
-from node.service import ADMISSION_VERIFY_NICE, NodeService
+from node.service import NodeService
+from node.verify_worker import NICE
 from p2p.envelope import PeerGuard, seal
 from p2p.gossip import Peer
 from state.kv import MemoryKV
+from state.transition import get_account
 from tests.conftest import CHAIN_ID, make_genesis, make_tx, node_keypair
 
 ALICE = node_keypair("alice")
@@ -231,13 +232,70 @@ def test_a_peer_status_gives_its_heights_name_and_links(service):
         True, "bob", 7, 5, 6, frozenset({"carol"}))
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="thread nice values are a Linux feature")
-def test_mempool_verification_yields_the_cores_to_block_import(service):
-    """Threads verifying txs for the mempool run at a lower priority than the event loop and the
-    threads verifying a block's txs, which the block's votes wait for."""
-    def nice() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+def test_mempool_verification_runs_in_worker_processes_below_the_node(service):
+    """Txs on their way into the mempool are verified in worker processes (no GIL shared with
+    the event loop) at a lower priority than the node; a forged signature is reported as such."""
+    tx = fresh_tx("bob", "stake", {"amount": 5})
+    key = get_account(service.chain.tip().layer, "bob").public_key
+    forged = bytes(64)
 
-    base = nice()
-    assert service._verify_pool.submit(nice).result() == min(19, base + ADMISSION_VERIFY_NICE)
-    assert service._block_verify_pool.submit(nice).result() == base
+    async def go():
+        try:
+            await service.verify_pool.start()
+            pids = service.verify_pool.pids
+            assert len(pids) == 2
+            own = os.getpriority(os.PRIO_PROCESS, 0)
+            assert [os.getpriority(os.PRIO_PROCESS, p) for p in pids] == [min(19, own + NICE)] * 2
+            answers = await service.verify_pool.verify(
+                [[(key, tx.signing_message(), tx.signature)], [(key, tx.signing_message(), forged)]])
+            assert answers == [[True], [False]]
+        finally:
+            await service.stop()
+        return pids
+
+    pids = asyncio.run(go())
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids)  # stopped with the node
+
+
+def test_a_dead_verify_worker_is_replaced(service):
+    txs = [fresh_tx("bob", "stake", {"amount": 1 + i}) for i in range(64)]
+    key = get_account(service.chain.tip().layer, "bob").public_key
+
+    async def go():
+        try:
+            await service.verify_pool.start()
+            victim = service.verify_pool.pids[0]
+            os.kill(victim, signal.SIGKILL)
+            await asyncio.sleep(0.3)  # the loop notices the exit
+            await service.preverify(txs)
+            assert victim not in service.verify_pool.pids and len(service.verify_pool.pids) == 2
+            assert all(service.chain.verified.has(tx, key) for tx in txs)
+        finally:
+            await service.stop()
+
+    asyncio.run(go())
+
+
+def test_a_tx_being_verified_is_waited_for_not_verified_again(service, monkeypatch):
+    """A block holding txs that are still being verified on their way into the mempool waits
+    for that verification instead of repeating it."""
+    txs = [fresh_tx("bob", "stake", {"amount": 1 + i}) for i in range(64)]
+    verified_in_block_import = []
+
+    def verify_all(pairs):
+        verified_in_block_import.extend(pairs)
+        return [tx.verify(key) for tx, key in pairs]
+
+    monkeypatch.setattr("node.service._verify_all", verify_all)
+
+    async def both():
+        try:
+            await asyncio.gather(service.preverify(txs), service.preverify(txs, for_block=True))
+        finally:
+            await service.stop()
+
+    asyncio.run(both())
+    assert verified_in_block_import == []
+    key = get_account(service.chain.tip().layer, "bob").public_key
+    assert all(service.chain.verified.has(tx, key) for tx in txs)
+    assert service._verifying == {}
