@@ -1,8 +1,6 @@
 """The mempool: txs admitted but not yet final, deduplicated by id, bounded in count and bytes,
 evicted when they expire. Signatures are verified once, on admission (the chain's VerifiedCache
-remembers it for block production and import). A tx may be held back from blocks until a given
-time: a node holds the txs its wallets sent until its gossip has taken them to the peers, so
-that peers importing its block find them already verified."""
+remembers it for block production and import)."""
 from collections import OrderedDict
 
 from core.errors import InvalidTx
@@ -14,7 +12,6 @@ class Mempool:
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self._txs: OrderedDict[bytes, Tx] = OrderedDict()  # arrival order = inclusion order
-        self._not_before: dict[bytes, float] = {}  # held-back txs: id -> first time a block may take it
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -26,29 +23,25 @@ class Mempool:
     def get(self, tx_id: bytes) -> Tx | None:
         return self._txs.get(tx_id)
 
-    def add(self, tx: Tx, not_before: float = 0.0) -> None:
+    def add(self, tx: Tx) -> None:
         if tx.id in self._txs:
             raise InvalidTx("duplicate", "tx is already pending", status=409)
         if len(self._txs) >= self.max_txs or self._bytes + len(tx.raw) > self.max_bytes:
             raise InvalidTx("mempool_full", "the mempool is full; retry later", status=503)
         self._txs[tx.id] = tx
         self._bytes += len(tx.raw)
-        if not_before:
-            self._not_before[tx.id] = not_before
 
     def remove(self, tx_ids) -> None:
         for tx_id in tx_ids:
             tx = self._txs.pop(tx_id, None)
             if tx is not None:
                 self._bytes -= len(tx.raw)
-                self._not_before.pop(tx_id, None)
 
-    def take(self, limit: int, exclude=frozenset(), now: float = float("inf")) -> list[Tx]:
-        """Up to `limit` txs in arrival order, skipping ids in `exclude` (already in a pending
-        block) and txs held back until after `now`."""
-        out, held = [], self._not_before
+    def take(self, limit: int, exclude=frozenset()) -> list[Tx]:
+        """Up to `limit` txs in arrival order, skipping ids in `exclude` (already in a pending block)."""
+        out = []
         for tx_id, tx in self._txs.items():
-            if tx_id not in exclude and (not held or held.get(tx_id, 0.0) <= now):
+            if tx_id not in exclude:
                 out.append(tx)
                 if len(out) >= limit:
                     break

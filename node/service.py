@@ -43,7 +43,6 @@ PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot'
 BUILD_BUDGET_FRACTION = 0.3  # of a slot: the most time our block's txs may take us to apply
 PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer builds its block
 MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
-GOSSIP_GRACE_S = 0.08  # a wallet's tx waits this long for our gossip to reach the peers (see Mempool)
 
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:
@@ -115,8 +114,7 @@ class NodeService:
             # worthless everywhere (chain, expiry, replay, membership, signature); the rest is
             # checked when a block is built, as for any tx
             transition.check_tx_envelope(tip.layer, tx, ctx, self.chain.verified.verify)
-        held = source is None and self.net.peers
-        self.mempool.add(tx, time.monotonic() + GOSSIP_GRACE_S if held else 0.0)
+        self.mempool.add(tx)
         self.rejected.pop(tx.id, None)
         self.net.queue_tx(tx.raw, source)
 
@@ -250,7 +248,7 @@ class NodeService:
         # this node applies in that time, at the rate it measured on its last blocks.
         budget_s = self.genesis.params.block_interval_ms / 1000 * BUILD_BUDGET_FRACTION
         limit = min(self.genesis.params.max_block_txs, max(MIN_BLOCK_TXS, int(budget_s / self._build_s_per_tx)))
-        candidates = self.mempool.take(limit, self.chain.pending_tx_ids(self.chain.head()), time.monotonic())
+        candidates = self.mempool.take(limit, self.chain.pending_tx_ids(self.chain.head()))
         block, layer, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot,
                                                         candidates)
         if len(candidates) >= MIN_BLOCK_TXS:  # up at once when building got slower, down gradually

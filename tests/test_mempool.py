@@ -54,15 +54,3 @@ def test_take_keeps_arrival_order_and_skips_excluded():
         pool.add(t)
     assert pool.take(3) == txs[:3]
     assert pool.take(10, exclude={txs[0].id, txs[2].id}) == [txs[1], txs[3], txs[4]]
-
-
-def test_a_held_back_tx_is_not_taken_before_its_time():
-    pool = Mempool(10, 10**6)
-    held, ready = tx(1), tx(2)
-    pool.add(held, not_before=100.0)
-    pool.add(ready)
-    assert pool.take(10, now=99.0) == [ready]
-    assert pool.take(10, now=100.0) == [held, ready]
-    pool.remove([held.id])
-    pool.add(held)  # the hold is forgotten with the tx
-    assert pool.take(10, now=0.0) == [ready, held]
