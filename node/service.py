@@ -38,7 +38,7 @@ log = logging.getLogger("node")
 REJECTED_MEMORY = 100_000
 MAX_ORPHAN_VOTES = 4096  # votes that arrived before their block, kept until it does
 VERIFY_WORKERS = 2  # processes verifying txs for the mempool; threads for a block's txs
-MIN_THREADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
+MIN_OFFLOADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
 PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
 BUILD_BUDGET_FRACTION = 0.3  # of a slot: the most time our block's txs may take us to apply
 PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer builds its block
@@ -144,7 +144,7 @@ class NodeService:
                     elsewhere.add(other)
                 else:
                     todo.append((tx, key))
-        if len(todo) < MIN_THREADED_VERIFY:
+        if len(todo) < MIN_OFFLOADED_VERIFY:
             if elsewhere:
                 await asyncio.wait(elsewhere)
             return

@@ -174,7 +174,7 @@ def test_votes_come_in_batches_and_a_bad_batch_is_refused(service, client):
         assert (r.status_code, r.json()["error"]["code"]) == (429, "peer_banned")
 
 
-def test_a_batch_verified_on_worker_threads_still_gives_each_bad_tx_its_code(service, client):
+def test_a_batch_verified_off_the_event_loop_still_gives_each_bad_tx_its_code(service, client):
     txs = [fresh_tx("bob", "transfer", {"to": "carol", "amount": 1 + i}) for i in range(40)]
     forged = fresh_tx("bob", "transfer", {"to": "carol", "amount": 999})
     forged = type(forged).create(Keypair(bytes(32)), forged.chain_id, "transfer", "bob",
