@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+REQUEST_TIMEOUT_S = 10.0  # a request is ~100 signatures, milliseconds of work even on a busy machine
 
 
 class VerifyError(Exception):
@@ -30,12 +31,22 @@ class _Worker:
         self.proc = proc
         self.loop = asyncio.get_running_loop()  # its pipes work on this loop only
         self.lock = asyncio.Lock()  # one request at a time on its pipes
+        self.abandoned = False
+
+    async def _exchange(self, payload: bytes) -> bytes:
+        self.proc.stdin.write(len(payload).to_bytes(4, "big") + payload)
+        await self.proc.stdin.drain()
+        size = int.from_bytes(await self.proc.stdout.readexactly(4), "big")
+        return await self.proc.stdout.readexactly(size)
 
     def usable(self) -> bool:
-        return self.proc.returncode is None and self.loop is asyncio.get_running_loop()
+        return (not self.abandoned and self.proc.returncode is None
+                and self.loop is asyncio.get_running_loop())
 
     def abandon(self) -> None:
-        """For a worker of an event loop that is gone (a node restarted in one process)."""
+        """For a worker that is stuck, or of an event loop that is gone (a node restarted in one
+        process)."""
+        self.abandoned = True
         try:
             os.kill(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -46,13 +57,14 @@ class _Worker:
                            for key, message, signature in items)
         async with self.lock:
             try:
-                self.proc.stdin.write(len(payload).to_bytes(4, "big") + payload)
-                await self.proc.stdin.drain()
-                size = int.from_bytes(await self.proc.stdout.readexactly(4), "big")
-                answer = await self.proc.stdout.readexactly(size)
+                answer = await asyncio.wait_for(self._exchange(payload), REQUEST_TIMEOUT_S)
+            except asyncio.TimeoutError:  # (an OSError too, so first)
+                self.abandon()  # stuck (stopped?): its pipes are out of step now; a new one replaces it
+                raise VerifyError(f"verify worker {self.proc.pid} did not answer in {REQUEST_TIMEOUT_S} s") from None
             except (OSError, asyncio.IncompleteReadError) as e:
                 raise VerifyError(f"verify worker {self.proc.pid} is gone: {type(e).__name__}") from None
         if len(answer) != len(items):
+            self.abandon()
             raise VerifyError(f"verify worker {self.proc.pid} answered {len(answer)} of {len(items)}")
         return [b == 1 for b in answer]
 
@@ -88,13 +100,17 @@ class VerifyPool:
 
     @property
     def pids(self) -> list[int]:
-        return [w.proc.pid for w in self._workers if w is not None and w.proc.returncode is None]
+        return [w.proc.pid for w in self._workers
+                if w is not None and not w.abandoned and w.proc.returncode is None]
 
     async def stop(self) -> None:
         for worker in self._workers:
             if worker is not None and worker.usable():
                 worker.proc.stdin.close()
-                await worker.proc.wait()
+                try:
+                    await asyncio.wait_for(worker.proc.wait(), REQUEST_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    worker.abandon()
             elif worker is not None and worker.proc.returncode is None:
                 worker.abandon()
         self._workers = [None] * self.count

@@ -299,3 +299,28 @@ def test_a_tx_being_verified_is_waited_for_not_verified_again(service, monkeypat
     key = get_account(service.chain.tip().layer, "bob").public_key
     assert all(service.chain.verified.has(tx, key) for tx in txs)
     assert service._verifying == {}
+
+
+def test_a_stuck_verify_worker_is_replaced_and_admission_still_verifies(service, client, monkeypatch):
+    """A worker that stops answering (here: SIGSTOP) costs one timeout: that batch is verified on
+    the admission path instead, and a new worker takes its place."""
+    monkeypatch.setattr("node.verify_pool.REQUEST_TIMEOUT_S", 0.5)
+    txs = [fresh_tx("bob", "stake", {"amount": 1 + i}) for i in range(64)]
+    key = get_account(service.chain.tip().layer, "bob").public_key
+
+    async def go():
+        try:
+            await service.verify_pool.start()
+            stuck = service.verify_pool.pids[0]
+            os.kill(stuck, signal.SIGSTOP)
+            errors = await service.submit_many(txs, source=None)
+            assert errors == [None] * len(txs)  # all admitted, each signature checked
+            assert all(service.chain.verified.has(tx, key) for tx in txs)
+            more = [fresh_tx("bob", "stake", {"amount": 100 + i}) for i in range(64)]
+            await service.preverify(more)
+            assert stuck not in service.verify_pool.pids and len(service.verify_pool.pids) == 2
+            assert all(service.chain.verified.has(tx, key) for tx in more)
+        finally:
+            await service.stop()
+
+    asyncio.run(go())
