@@ -238,16 +238,22 @@ def _ordered(v, depth: int):
         return None
     if types.isdisjoint(_CONTAINERS):
         return v
+    return _order_children(v, _ordered, depth)
+
+
+def _order_children(v, order, depth: int):
+    """v with each list or map in it put through `order` one level down: v itself if none
+    changed, a copy if some did, None if one cannot be encoded as it is."""
     changed = {}
-    for k, x in (v.items() if t is dict else enumerate(v)):
+    for k, x in (v.items() if type(v) is dict else enumerate(v)):
         if type(x) is list or type(x) is dict:
-            y = _ordered(x, depth + 1)
+            y = order(x, depth + 1)
             if y is None:
                 return None
             if y is not x:
                 changed[k] = y
     if changed:
-        v = dict(v) if t is dict else list(v)
+        v = dict(v) if type(v) is dict else list(v)
         for k, y in changed.items():
             v[k] = y
     return v
@@ -275,19 +281,7 @@ def _own_ordered(v, depth: int):
         items = v
     if _CONTAINERS.isdisjoint(map(type, items)):
         return v
-    changed = {}
-    for k, x in (v.items() if type(v) is dict else enumerate(v)):
-        if type(x) is list or type(x) is dict:
-            y = _own_ordered(x, depth + 1)
-            if y is None:
-                return None
-            if y is not x:
-                changed[k] = y
-    if changed:
-        v = dict(v) if type(v) is dict else list(v)
-        for k, y in changed.items():
-            v[k] = y
-    return v
+    return _order_children(v, _own_ordered, depth)
 
 
 def encode_own_value(v) -> bytes:
