@@ -62,6 +62,7 @@ class _Worker:
                 self.abandon()  # stuck (stopped?): its pipes are out of step now; a new one replaces it
                 raise VerifyError(f"verify worker {self.proc.pid} did not answer in {REQUEST_TIMEOUT_S} s") from None
             except (OSError, asyncio.IncompleteReadError) as e:
+                self.abandon()
                 raise VerifyError(f"verify worker {self.proc.pid} is gone: {type(e).__name__}") from None
         if len(answer) != len(items):
             self.abandon()
