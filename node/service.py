@@ -26,9 +26,9 @@ from core.errors import InvalidBlock, InvalidTx, ProtocolError
 from core.genesis import load_genesis
 from core.types import Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
-from node.verify_pool import VerifyError, VerifyPool
 from node.mempool import Mempool
 from node.store import LevelDBStore
+from node.verify_pool import VerifyError, VerifyPool
 from p2p.gossip import Network
 from state import schema, transition
 from state.rules import ContractRules
