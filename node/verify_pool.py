@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUEST_TIMEOUT_S = 10.0  # a request is ~100 signatures, milliseconds of work even on a busy machine
+START_TIMEOUT_S = 60.0  # a new worker starts Python and imports libsodium's bindings
 
 
 class VerifyError(Exception):
@@ -52,15 +53,16 @@ class _Worker:
         except ProcessLookupError:
             pass
 
-    async def verify(self, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    async def verify(self, items: list[tuple[bytes, bytes, bytes]], timeout_s: float | None = None) -> list[bool]:
+        timeout_s = REQUEST_TIMEOUT_S if timeout_s is None else timeout_s
         payload = b"".join(key + signature + len(message).to_bytes(2, "big") + message
                            for key, message, signature in items)
         async with self.lock:
             try:
-                answer = await asyncio.wait_for(self._exchange(payload), REQUEST_TIMEOUT_S)
+                answer = await asyncio.wait_for(self._exchange(payload), timeout_s)
             except asyncio.TimeoutError:  # (an OSError too, so first)
                 self.abandon()  # stuck (stopped?): its pipes are out of step now; a new one replaces it
-                raise VerifyError(f"verify worker {self.proc.pid} did not answer in {REQUEST_TIMEOUT_S} s") from None
+                raise VerifyError(f"verify worker {self.proc.pid} did not answer in {timeout_s} s") from None
             except (OSError, asyncio.IncompleteReadError) as e:
                 self.abandon()
                 raise VerifyError(f"verify worker {self.proc.pid} is gone: {type(e).__name__}") from None
@@ -87,7 +89,7 @@ class VerifyPool:
                 sys.executable, "-m", "node.verify_worker", cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
             worker = self._workers[i] = _Worker(proc)
-            await worker.verify([])  # answered once it runs (at its own priority), ready to work
+            await worker.verify([], START_TIMEOUT_S)  # answered once it runs (at its priority)
         return worker
 
     async def start(self) -> None:
