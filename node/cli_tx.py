@@ -1,0 +1,258 @@
+"""`tx`: sign transactions with a key file or a dev key and submit them to a node."""
+import re
+from pathlib import Path
+
+import click
+
+from core.crypto import Keypair
+from core.devnet import load_dev_keys
+from core.genesis import DEFAULT_DEV_KEYS
+from core.types import MAX_INT
+from core.wallet import Client, Wallet
+from node.cli_params import (AMOUNT, EXIT_REJECTED, NAME, HexBytes, Time, echo_json, node_option,
+                             read_key_file_or_fail)
+from node.config import write_key_file
+
+
+def signer_options(f):
+    """--node, --key-file / --dev, --dev-keys, --chain-id: who signs, for which chain."""
+    for opt in reversed([
+        node_option,
+        click.option("--key-file", type=click.Path(exists=True, dir_okay=False),
+                     help="The signer's key file."),
+        click.option("--dev", metavar="NAME", help="Sign with NAME's public dev key."),
+        click.option("--dev-keys", type=click.Path(dir_okay=False), default=str(DEFAULT_DEV_KEYS),
+                     show_default="the embedded chain's", help="dev-keys.json used by --dev."),
+        click.option("--chain-id", help="Chain to sign for (default: asked from the node)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def send_options(f):
+    f = click.option("--timeout", type=click.FloatRange(0, 120), default=30.0, show_default=True,
+                     help="Seconds to wait for --wait.")(f)
+    return click.option("--wait", type=click.Choice(["final", "included", "none"]), default="final",
+                        show_default=True, help="Answer once the tx reaches this status.")(f)
+
+
+def _wallet(client: Client, opts: dict) -> Wallet:
+    if bool(opts["key_file"]) == bool(opts["dev"]):
+        raise click.UsageError("give exactly one of --key-file FILE or --dev NAME")
+    if opts["key_file"]:
+        kf = read_key_file_or_fail(opts["key_file"])
+        name, key = kf.name, kf.key
+    else:
+        try:
+            dev = load_dev_keys(opts["dev_keys"])
+        except (OSError, ValueError, KeyError) as e:
+            raise click.UsageError(f"cannot read dev keys {opts['dev_keys']}: {e}") from None
+        if opts["dev"] not in dev:
+            raise click.BadParameter(f"no dev key {opts['dev']!r}; known: {', '.join(dev)}",
+                                     param_hint="--dev")
+        name, key = opts["dev"], dev[opts["dev"]]
+    return Wallet(name, key, opts["chain_id"] or client.status()["chain_id"])
+
+
+def _send(opts: dict, build) -> None:
+    """Sign with the chosen key, submit, print the node's answer; exit 1 if it was rejected."""
+    with Client(opts["node"]) as client:
+        tx = build(_wallet(client, opts))
+        result = client.submit(tx, wait=opts["wait"], timeout_s=opts["timeout"])
+    echo_json(result)
+    if result.get("status") == "rejected":
+        err = result.get("error", {})
+        click.echo(f"rejected: {err.get('code')}: {err.get('message')}", err=True)
+        raise click.exceptions.Exit(EXIT_REJECTED)
+    if opts["wait"] != "none" and result.get("status") not in (opts["wait"], "final"):
+        click.echo(f"not {opts['wait']} after {opts['timeout']:g}s; follow it with: "
+                   f"python cli.py query tx {result.get('id')} --wait 60", err=True)
+
+
+@click.group()
+def tx():
+    """Sign and submit transactions (amounts are in milli-units: 1000 = 1.000 CP)."""
+
+
+@tx.command("post")
+@click.option("--permlink", required=True, help="Unique slug among your posts, e.g. hello-world.")
+@click.option("--title", required=True)
+@click.option("--body", "text", required=True)
+@click.option("--tag", "tags", multiple=True, help="Up to 5 (repeatable).")
+@click.option("--parent", metavar="AUTHOR/PERMLINK", help="Makes this a comment on that post.")
+@click.option("--starts", type=Time(), help="Event start (makes the post an event).")
+@click.option("--ends", type=Time(), help="Event end, e.g. +2h.")
+@click.option("--capacity", type=click.IntRange(1, 1_000_000), help="Event capacity.")
+@signer_options
+@send_options
+def tx_post(permlink, title, text, tags, parent, starts, ends, capacity, **opts):
+    """Publish a post, a comment, or an event members can attend."""
+    event = None
+    if (starts, ends, capacity) != (None, None, None):
+        if None in (starts, ends, capacity):
+            raise click.UsageError("an event needs --starts, --ends and --capacity")
+        event = {"starts_at": starts, "ends_at": ends, "capacity": capacity}
+    _send(opts, lambda w: w.post(permlink, title, text, tags, parent, event))
+
+
+@tx.command("vote")
+@click.option("--post", "ref", required=True, metavar="AUTHOR/PERMLINK")
+@click.option("--weight", type=click.IntRange(-10000, 10000), default=10000, show_default=True,
+              help="Basis points; negative to down-vote.")
+@signer_options
+@send_options
+def tx_vote(ref, weight, **opts):
+    """Curation vote on a post."""
+    _send(opts, lambda w: w.vote_post(ref, weight))
+
+
+@tx.command("approve")
+@click.option("--producer", required=True, type=NAME)
+@click.option("--revoke", is_flag=True, help="Withdraw the approval instead.")
+@signer_options
+@send_options
+def tx_approve(producer, revoke, **opts):
+    """Approve (with your stake) a block-producer candidate."""
+    _send(opts, lambda w: w.approve_producer(producer, not revoke))
+
+
+@tx.command("ticket")
+@click.option("--event", "ref", required=True, metavar="AUTHOR/PERMLINK")
+@click.option("--attendee", required=True, type=NAME)
+@signer_options
+def tx_ticket(ref, attendee, **opts):
+    """As the event's organizer, print a hex ticket admitting ATTENDEE (nothing is submitted)."""
+    with Client(opts["node"]) as client:  # only contacted when --chain-id is not given
+        click.echo(_wallet(client, opts).ticket(ref, attendee).hex())
+
+
+@tx.command("attend")
+@click.option("--event", "ref", required=True, metavar="AUTHOR/PERMLINK")
+@click.option("--ticket", required=True, type=HexBytes(64), help="From `tx ticket` by the organizer.")
+@signer_options
+@send_options
+def tx_attend(ref, ticket, **opts):
+    """Record your attendance at an event, proven by the organizer's ticket."""
+    _send(opts, lambda w: w.attend(ref, ticket))
+
+
+@tx.command("refer")
+@click.option("--new-account", required=True, type=NAME)
+@click.option("--pubkey", type=HexBytes(32), help="The new member's public key.")
+@click.option("--new-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Generate the new member's key into this file instead.")
+@signer_options
+@send_options
+def tx_refer(new_account, pubkey, new_key_file, **opts):
+    """Admit a new member."""
+    if (pubkey is None) == (new_key_file is None):
+        raise click.UsageError("give exactly one of --pubkey HEX or --new-key-file FILE")
+    if new_key_file is not None:
+        if new_key_file.exists():
+            raise click.UsageError(f"{new_key_file} exists; choose another --new-key-file")
+        key = Keypair.generate()
+        write_key_file(new_key_file, new_account, key)  # before sending, so the key is never lost
+        click.echo(f"wrote {new_key_file} for {new_account}", err=True)
+        pubkey = key.public_key
+    _send(opts, lambda w: w.refer(new_account, pubkey))
+
+
+@tx.command("transfer")
+@click.option("--to", required=True, type=NAME)
+@click.option("--amount", required=True, type=AMOUNT, help="Milli-units.")
+@click.option("--memo")
+@signer_options
+@send_options
+def tx_transfer(to, amount, memo, **opts):
+    """Send CP to another member."""
+    _send(opts, lambda w: w.transfer(to, amount, memo))
+
+
+@tx.command("stake")
+@click.option("--amount", required=True, type=AMOUNT, help="Milli-units.")
+@signer_options
+@send_options
+def tx_stake(amount, **opts):
+    """Lock balance as stake (it weighs your producer approvals)."""
+    _send(opts, lambda w: w.stake(amount))
+
+
+@tx.command("unstake")
+@click.option("--amount", required=True, type=AMOUNT, help="Milli-units.")
+@signer_options
+@send_options
+def tx_unstake(amount, **opts):
+    """Return stake to your balance."""
+    _send(opts, lambda w: w.unstake(amount))
+
+
+@tx.command("register-producer")
+@click.option("--url", required=True, help="Public base URL of your node.")
+@click.option("--node-key", type=HexBytes(32), help="Block-signing public key (default: yours).")
+@signer_options
+@send_options
+def tx_register_producer(url, node_key, **opts):
+    """Become a block-producer candidate."""
+    _send(opts, lambda w: w.register_producer(node_key or w.public_key, url))
+
+
+@tx.group("govern")
+def tx_govern():
+    """Propose and approve changes of the rules (producers in office only)."""
+
+
+class EffectiveHeight(click.ParamType):
+    """A block height, or '+N': N blocks after the node's head when the tx is signed."""
+
+    name = "HEIGHT|+N"
+
+    def convert(self, value, param, ctx):
+        m = re.fullmatch(r"(\+?)(\d+)", str(value))
+        if m is None:
+            self.fail(f"{value!r}: use a block height or +N", param, ctx)
+        return bool(m.group(1)), int(m.group(2))
+
+
+def effective_height_option(f):
+    return click.option("--effective-height", "height", required=True, type=EffectiveHeight(),
+                        help="First block the change applies in: a height, or +N blocks from now.")(f)
+
+
+def _height(opts: dict, height: tuple[bool, int]) -> int:
+    relative, n = height
+    if not relative:
+        return n
+    with Client(opts["node"]) as client:
+        return client.status()["head"]["height"] + n
+
+
+@tx_govern.command("set-param")
+@click.argument("name")
+@click.argument("value", type=click.IntRange(0, MAX_INT))
+@effective_height_option
+@signer_options
+@send_options
+def tx_govern_set_param(name, value, height, **opts):
+    """Propose setting rules parameter NAME to VALUE (see `query rules`)."""
+    at = _height(opts, height)
+    _send(opts, lambda w: w.propose_param(name, value, at))
+
+
+@tx_govern.command("upgrade-rules")
+@click.argument("source_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@effective_height_option
+@signer_options
+@send_options
+def tx_govern_upgrade_rules(source_file, height, **opts):
+    """Propose replacing the rules contract with SOURCE_FILE (compiled on chain)."""
+    at = _height(opts, height)
+    _send(opts, lambda w: w.propose_upgrade(source_file.read_text(encoding="utf-8"), at))
+
+
+@tx_govern.command("approve")
+@click.argument("proposal_id", type=HexBytes(32))
+@signer_options
+@send_options
+def tx_govern_approve(proposal_id, **opts):
+    """Approve a proposal by its id (the id of the tx that proposed it)."""
+    _send(opts, lambda w: w.approve_proposal(proposal_id))
