@@ -39,7 +39,6 @@ GENESIS_PARAMS = {**DEFAULT_PARAMS, **ISSUANCE_PARAMS}
 BPS = 10_000
 _NO_TX = {"kind": "", "sender": "", "id": b"", "body": {}}
 _ACCOUNT_FIELD = {dimension: Account.__slots__.index(dimension) for dimension in DIMENSIONS}
-_PACKER = msgpack.Packer(use_bin_type=True)  # pack_flat's bytes, without a new Packer per call
 
 
 # ------------------------------------------------------------------------------ state access
@@ -189,10 +188,10 @@ class ChainHost:
         if paid <= 0:
             return
         self._pools[dimension] = pool - paid
-        self.j.put(schema.pool_key(dimension), _PACKER.pack(pool - paid))
+        self.j.put(schema.pool_key(dimension), pack_flat(pool - paid))
         fields = self._account(account)[0]
         fields[_ACCOUNT_FIELD[dimension]] += paid
-        self.j.put(schema.account_key(account), _PACKER.pack(fields))
+        self.j.put(schema.account_key(account), pack_flat(fields))
 
     def emit(self, name: str, data: dict) -> None:
         """Dropped (see the module docstring)."""
