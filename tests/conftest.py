@@ -1,4 +1,5 @@
-"""Shared test fixtures: a small in-memory genesis and helpers to sign transactions against it.
+"""Shared test fixtures: a small in-memory genesis, helpers to sign transactions against it, and
+`World` (that genesis in a MemoryKV with one block layer on top) for the state-transition tests.
 
 Nothing here reads the top-level genesis.json: keys come from sha256 of a name, so every run and
 every test sees the same chain.
@@ -10,7 +11,10 @@ import pytest
 
 from core.crypto import Keypair
 from core.genesis import ChainParams, Genesis, Member, Producer
-from core.types import Tx
+from core.types import Tx, make_ticket
+from state import transition as T
+from state.kv import MemoryKV
+from state.view import Layer
 
 CHAIN_ID = "test-chain"
 GENESIS_MS = 1_700_000_000_000
@@ -61,3 +65,62 @@ def genesis() -> Genesis:
 @pytest.fixture(scope="session")
 def keys() -> dict[str, Keypair]:
     return {n: keypair(n) for n in MEMBERS}
+
+
+class World:
+    """Genesis state in a MemoryKV, a committed base layer over it, and one block's layer on top."""
+
+    def __init__(self, genesis, height: int = 1, ts: int = NOW_MS):
+        self.genesis = genesis
+        self.kv = MemoryKV()
+        self.kv.write(T.genesis_writes(genesis))
+        self.base = Layer(None, self.kv)
+        self.layer = Layer(self.base)
+        self.ctx = T.BlockContext(genesis.chain_id, height, height, ts, genesis.params.max_tx_expiry_ms,
+                                  genesis.params.max_producer_approvals)
+        self.index = 0
+        self.salt = 0
+
+    def tx(self, sender, kind, body, **kw) -> Tx:
+        self.salt += 1
+        kw.setdefault("salt", self.salt)
+        return make_tx(sender, kind, body, **kw)
+
+    def apply(self, tx: Tx, verify=T.verify_signature, rules=None) -> None:
+        T.apply_tx(self.layer, tx, self.ctx, self.index, verify, rules)
+        self.index += 1
+
+    def do(self, sender, kind, body, **kw) -> Tx:
+        tx = self.tx(sender, kind, body, **kw)
+        self.apply(tx)
+        return tx
+
+    def account(self, name):
+        return T.get_account(self.layer, name)
+
+    def post(self, ref):
+        author, permlink = ref.split("/")
+        return T.get_post(self.layer, author, permlink)
+
+    def producer(self, name):
+        return T.get_producer(self.layer, name)
+
+    def snapshot(self):
+        return dict(self.layer.writes), dict(self.base.writes), list(self.kv.scan(b""))
+
+
+def post_body(permlink, **extra):
+    return {"permlink": permlink, "title": f"title {permlink}", "body": "text", "tags": ["t"], **extra}
+
+
+def event(starts=NOW_MS - 1000, ends=NOW_MS + 1000, capacity=10):
+    return {"starts_at": starts, "ends_at": ends, "capacity": capacity}
+
+
+def ticket(organizer, ref, attendee, chain_id=CHAIN_ID):
+    return make_ticket(keypair(organizer), chain_id, ref, attendee)
+
+
+@pytest.fixture
+def w(genesis):
+    return World(genesis)
