@@ -6,11 +6,13 @@ When a block becomes final, it and its non-final ancestors are written with thei
 index, votes and the new head in ONE atomic batch; branches that do not extend it are dropped.
 """
 from dataclasses import dataclass, field
+from typing import Callable
 
 import msgpack
 
 from core import codec, types
 from core.errors import InvalidBlock, InvalidVote, InvariantBroken
+from core.evidence import Equivocation
 from core.genesis import Genesis
 from core.quorum import notarization_quorum
 from core.types import Block, BlockHeader, Hash, Tx, Vote
@@ -79,7 +81,12 @@ class Chain:
         self.nodes: dict[Hash, BlockNode] = {}
         # tx id -> (the non-final block holding it, its position there)
         self.tx_blocks: dict[Hash, tuple[BlockNode, int]] = {}
-        self.evidence: list[dict] = []
+        # (producer, kind) -> the first conflicting pair seen of that kind (one proves it)
+        self.evidence: dict[tuple[str, str], Equivocation] = {}
+        self.on_evidence: Callable[[Equivocation], None] | None = None  # told of each new pair
+        for key, raw in self.kv.scan(schema.EVIDENCE):  # before recovery replays blocks and votes
+            name, kind = key[len(schema.EVIDENCE):].decode().split("/")
+            self.evidence[name, kind] = Equivocation.parse(kind, *msgpack.unpackb(raw))
         self._open_store()
 
     # ------------------------------------------------------------------ start-up and recovery
@@ -223,9 +230,9 @@ class Chain:
         if key is None or not block.verify_signature(key):
             raise InvalidBlock("bad_signature", "block is not signed by its producer's key")
         for sibling in parent.children + self._same_slot(header):
-            if sibling.header.producer == header.producer and sibling.slot == header.slot:
-                self._record_evidence("double_proposal", header.producer, header.slot,
-                                      [sibling.id.hex(), block.id.hex()])
+            if (sibling.header.producer == header.producer and sibling.slot == header.slot
+                    and sibling.block is not None):
+                self._record_evidence(Equivocation.of_blocks(sibling.block, block))
         if own_layer is not None and own_layer.parent is parent.layer:
             layer = own_layer
         else:
@@ -244,8 +251,17 @@ class Chain:
     def _same_slot(self, header: BlockHeader) -> list[BlockNode]:
         return [n for n in self.nodes.values() if n.slot == header.slot and not n.final]
 
-    def _record_evidence(self, kind: str, who: str, slot: int, ids: list[str]) -> None:
-        self.evidence.append({"kind": kind, "producer": who, "slot": slot, "ids": ids})
+    def _record_evidence(self, evidence: Equivocation) -> None:
+        """Keep the first pair of each kind per producer (one proves the equivocation; more would
+        only cost memory), in the chain store too, and tell `on_evidence` about it."""
+        key = (evidence.producer, evidence.kind)
+        if key in self.evidence:
+            return
+        self.evidence[key] = evidence
+        self.kv.write({schema.evidence_key(*key): codec.pack_flat([evidence.first, evidence.second])},
+                      durable=False)
+        if self.on_evidence is not None:
+            self.on_evidence(evidence)
 
     def pending_tx_ids(self, node: BlockNode) -> set[Hash]:
         """Ids of the txs in the non-final blocks from `node` back to the final block: what a
@@ -312,8 +328,7 @@ class Chain:
         for other in self._same_slot(node.header):
             prior = other.votes.get(vote.voter)
             if other is not node and prior is not None:
-                self._record_evidence("double_vote", vote.voter, vote.slot,
-                                      [other.id.hex(), node.id.hex()])
+                self._record_evidence(Equivocation.of_votes(prior, vote))
         if vote.voter in node.votes:
             return []
         node.votes[vote.voter] = vote

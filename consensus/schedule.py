@@ -8,7 +8,8 @@ finalize the triggering block before the new schedule is needed to check blocks.
 
 An election takes the top `producer_count` registered producers by approving stake (ties by name)
 and shuffles them with the triggering block's id as the seed. With no approved candidate at all the
-genesis producers keep producing, in genesis order.
+genesis producers keep producing, in genesis order. A producer whose equivocation is recorded in
+state (a `report_equivocation` tx, core.evidence) is never elected again, genesis producers too.
 """
 from bisect import bisect_right
 from collections import Counter
@@ -18,7 +19,7 @@ import msgpack
 from core import codec
 from core.genesis import Genesis
 from state import schema
-from state.governance import get_elected_producers
+from state.governance import genesis_producers_in_office, get_elected_producers
 
 ELECTION_DELAY = 2
 
@@ -27,7 +28,7 @@ def compute_schedule(view, genesis: Genesis, seed: bytes) -> tuple[str, ...]:
     """The elected producers for a state view: top by approval, then shuffled by `seed`."""
     top = get_elected_producers(view, genesis.params.producer_count)
     if not top:
-        return tuple(p.name for p in genesis.producers)
+        return genesis_producers_in_office(view, tuple(p.name for p in genesis.producers))
     return tuple(sorted(top, key=lambda n: codec.sha256(seed + n.encode())))
 
 

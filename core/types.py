@@ -29,6 +29,7 @@ PERMLINK_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 TAG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 CHAIN_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 PARAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+EVIDENCE_KINDS = ("double_proposal", "double_vote")  # see core.evidence
 
 
 def is_name(v) -> bool:
@@ -60,6 +61,10 @@ def _text(max_bytes, pattern=None):
 
 def _bin(n):
     return lambda v: type(v) is bytes and len(v) == n
+
+
+def _bin_up_to(n):
+    return lambda v: type(v) is bytes and 0 < len(v) <= n
 
 
 def _tags(v):
@@ -106,6 +111,9 @@ BODY_SCHEMAS: dict[str, dict[str, tuple]] = {
     "unstake": {"amount": (_amount, True)},
     "register_producer": {"node_key": (_bin(32), True), "url": (_text(256), True)},
     "govern": {"proposal": (_proposal, False), "approve": (_bin(32), False)},
+    # two conflicting messages of one producer (core.evidence), each at most 1 KiB
+    "report_equivocation": {"first": (_bin_up_to(1024), True), "kind": (lambda v: v in EVIDENCE_KINDS, True),
+                            "second": (_bin_up_to(1024), True)},
 }
 KINDS = frozenset(BODY_SCHEMAS)
 

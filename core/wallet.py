@@ -89,6 +89,11 @@ class Wallet:
     def register_producer(self, node_key: bytes, url: str, *, salt: int | None = None) -> Tx:
         return self.sign("register_producer", {"node_key": bytes(node_key), "url": url}, salt)
 
+    def report_equivocation(self, kind: str, first: bytes, second: bytes, *, salt: int | None = None) -> Tx:
+        """Report two conflicting messages of one producer for one slot (core.evidence)."""
+        return self.sign("report_equivocation", {"first": bytes(first), "kind": kind,
+                                                 "second": bytes(second)}, salt)
+
     # -- governance (producers in office only)
     def propose_param(self, name: str, value: int, effective_height: int, *,
                       salt: int | None = None) -> Tx:

@@ -221,11 +221,15 @@ def create_app(service: NodeService) -> "FastSubmit":
     @app.get("/v1/producers")
     async def get_producers():
         layer = service.chain.final.layer
-        producers = [records.decode(records.ProducerRecord, v).to_json(k[len(schema.PRODUCER):].decode())
-                     for k, v in layer.scan(schema.PRODUCER)]
+        producers = []
+        for k, v in layer.scan(schema.PRODUCER):
+            name = k[len(schema.PRODUCER):].decode()
+            equivocation = transition.get_equivocation(layer, name)
+            producers.append(dict(records.decode(records.ProducerRecord, v).to_json(name),
+                                  equivocation=equivocation and equivocation.to_json()))
         return json_response({"schedule": service.chain.schedule(), "producers": producers,
                               "missed_slots": service.chain.missed_slots,
-                              "evidence": service.chain.evidence})
+                              "evidence": [e.to_json() for e in service.chain.evidence.values()]})
 
     @app.get("/v1/status")
     async def get_status():
@@ -246,8 +250,8 @@ def create_app(service: NodeService) -> "FastSubmit":
     @app.get("/v1/proposals")
     async def get_proposals():
         tip = service.chain.tip()
-        office = (governance.get_elected_producers(tip.layer, service.genesis.params.producer_count)
-                  or tuple(p.name for p in service.genesis.producers))
+        office = governance.producers_in_office(tip.layer, service.genesis.params.producer_count,
+                                                tuple(p.name for p in service.genesis.producers))
         proposals = [dict(p.to_json(pid), status=governance.compute_status(p, tip.height + 1))
                      for pid, p in governance.get_proposals(tip.layer)]
         return json_response({"height": tip.height, "producers": list(office),

@@ -196,6 +196,22 @@ def tx_register_producer(url, node_key, **opts):
     _send(opts, lambda w: w.register_producer(node_key or w.public_key, url))
 
 
+@tx.command("report-equivocation")
+@click.argument("producer", type=NAME)
+@signer_options
+@send_options
+def tx_report_equivocation(producer, **opts):
+    """Report on chain the conflicting messages of PRODUCER that the node holds as evidence
+    (GET /v1/producers); a producer reported once is never elected again."""
+    with Client(opts["node"]) as client:
+        held = [e for e in client.producers()["evidence"] if e["producer"] == producer]
+    if not held:
+        raise click.UsageError(f"the node holds no evidence against {producer}")
+    evidence = held[0]
+    _send(opts, lambda w: w.report_equivocation(evidence["kind"], bytes.fromhex(evidence["first"]),
+                                                bytes.fromhex(evidence["second"])))
+
+
 @tx.group("govern")
 def tx_govern():
     """Propose and approve changes of the rules (producers in office only)."""

@@ -32,15 +32,33 @@ HOOK_ARITY = {**{hook: 0 for hook in HOOK_FOR_KIND.values()}, ROUND_HOOK: 1}
 
 
 # ------------------------------------------------------------------------------ reads
+def has_equivocated(view, name: str) -> bool:
+    """A `report_equivocation` against this producer is in the chain (see core.evidence)."""
+    return view.get(schema.equivocation_key(name)) is not None
+
+
 def get_elected_producers(view, producer_count: int) -> tuple[str, ...]:
-    """The top `producer_count` registered producers by approving stake (ties by name); empty
-    when no candidate has any approval (then the genesis producers stay in office)."""
+    """The top `producer_count` registered producers by approving stake (ties by name), leaving
+    out those that equivocated; empty when no such candidate has any approval (then the genesis
+    producers stay in office: see `producers_in_office`)."""
     candidates = []
     for key, raw in view.scan(schema.PRODUCER):
         rec = records.decode(ProducerRecord, raw)
-        if rec.approval > 0:
-            candidates.append((-rec.approval, key[len(schema.PRODUCER):].decode()))
+        name = key[len(schema.PRODUCER):].decode()
+        if rec.approval > 0 and not has_equivocated(view, name):
+            candidates.append((-rec.approval, name))
     return tuple(name for _, name in sorted(candidates)[:producer_count])
+
+
+def genesis_producers_in_office(view, genesis_producers: tuple[str, ...]) -> tuple[str, ...]:
+    """Who produces while no candidate is approved: the genesis producers that did not
+    equivocate, in genesis order; all of them if every one did (a chain left without producers
+    could never recover)."""
+    return tuple(n for n in genesis_producers if not has_equivocated(view, n)) or tuple(genesis_producers)
+
+
+def producers_in_office(view, producer_count: int, genesis_producers: tuple[str, ...]) -> tuple[str, ...]:
+    return get_elected_producers(view, producer_count) or genesis_producers_in_office(view, genesis_producers)
 
 
 def get_proposal(view, proposal_id: bytes) -> Proposal | None:
@@ -108,7 +126,7 @@ def _new_proposal(j: Journal, tx, ctx) -> Proposal:
 
 
 def process_govern(j: Journal, tx, sender, ctx) -> None:
-    office = get_elected_producers(j, ctx.producer_count) or ctx.genesis_producers
+    office = producers_in_office(j, ctx.producer_count, ctx.genesis_producers)
     # only the producers in office govern the rules
     if tx.sender not in office:
         raise InvalidTx("not_producer", f"{tx.sender} is not a producer in office", status=403)

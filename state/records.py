@@ -81,6 +81,23 @@ class Proposal:
         return d
 
 
+@dataclass(slots=True)
+class EquivocationRecord:
+    """A producer's equivocation, reported on chain: the pair of messages (core.evidence), so that
+    anyone can check it again from state, and who reported it when."""
+    kind: str
+    slot: int
+    first: bytes
+    second: bytes
+    reporter: str
+    reported_height: int
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "slot": self.slot, "first": self.first.hex(),
+                "second": self.second.hex(), "reporter": self.reporter,
+                "reported_height": self.reported_height}
+
+
 def encode(record) -> bytes:
     """Fields in declaration order; only a Post holds a map (its event), which needs key sorting."""
     cls = type(record)
@@ -92,4 +109,4 @@ def decode(cls, data: bytes):
     return cls(*msgpack.unpackb(data))
 
 
-_FIELDS = {cls: attrgetter(*cls.__slots__) for cls in (Account, Post, ProducerRecord, Proposal)}
+_FIELDS = {cls: attrgetter(*cls.__slots__) for cls in (Account, Post, ProducerRecord, Proposal, EquivocationRecord)}

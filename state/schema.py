@@ -12,6 +12,7 @@ POST = S + b"post/"
 POST_VOTE = S + b"pvote/"
 ATTENDANCE = S + b"attend/"
 PRODUCER = S + b"prod/"
+EQUIVOCATION = S + b"equiv/"  # a producer's recorded equivocation: it is never elected again
 TX_SEEN = S + b"tx/"
 # the rules contract: its code, parameters, reward pools and storage; governance proposals
 RULES_CODE = S + b"rules/code"
@@ -32,6 +33,7 @@ PENDING_BLOCK = C + b"pending/"
 LAST_VOTE = C + b"own/last_vote_slot"
 LAST_PRODUCED = C + b"own/last_produced_slot"
 GENESIS_HASH = C + b"genesis"
+EVIDENCE = C + b"evidence/"  # conflicting pairs this node saw (core.evidence), by producer and kind
 
 
 def account_key(name: str) -> bytes:
@@ -52,6 +54,10 @@ def attendance_key(event_ref: str, attendee: str) -> bytes:
 
 def producer_key(name: str) -> bytes:
     return PRODUCER + name.encode()
+
+
+def equivocation_key(name: str) -> bytes:
+    return EQUIVOCATION + name.encode()
 
 
 def tx_seen_key(tx_id: bytes) -> bytes:
@@ -96,6 +102,10 @@ def final_at_height_key(height: int) -> bytes:
 
 def votes_key(block_id: bytes) -> bytes:
     return VOTES + block_id
+
+
+def evidence_key(producer: str, kind: str) -> bytes:
+    return EVIDENCE + producer.encode() + b"/" + kind.encode()
 
 
 def pending_block_key(height: int, block_id: bytes) -> bytes:

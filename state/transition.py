@@ -12,10 +12,11 @@ from typing import Callable, Protocol
 
 from core import codec, types
 from core.errors import InvalidBlock, InvalidTx
+from core.evidence import Equivocation
 from core.genesis import Genesis
 from core.types import Block, BlockHeader, Tx
 from state import governance, records, schema
-from state.records import Account, Post, ProducerRecord
+from state.records import Account, EquivocationRecord, Post, ProducerRecord
 from state.rules import genesis_rules_writes
 from state.view import Journal, Layer
 
@@ -66,6 +67,11 @@ def get_post(view, author: str, permlink: str) -> Post | None:
 def get_producer(view, name: str) -> ProducerRecord | None:
     raw = view.get(schema.producer_key(name))
     return None if raw is None else records.decode(ProducerRecord, raw)
+
+
+def get_equivocation(view, name: str) -> EquivocationRecord | None:
+    raw = view.get(schema.equivocation_key(name))
+    return None if raw is None else records.decode(EquivocationRecord, raw)
 
 
 def get_tx_location(view, tx_id: bytes) -> tuple[int, int] | None:
@@ -206,6 +212,9 @@ def process_unstake(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> N
 
 
 def process_register_producer(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    # an equivocation is for good: a new key would not make the producer trustworthy again
+    _require(not governance.has_equivocated(j, tx.sender), "producer_equivocated",
+             f"{tx.sender} equivocated and can never produce again", 403)
     existing = get_producer(j, tx.sender)
     record = ProducerRecord(tx.body["node_key"], tx.body["url"], registered_height=ctx.height)
     if existing is not None:  # re-registering updates the key and url, keeps approvals
@@ -213,10 +222,31 @@ def process_register_producer(j: Journal, tx: Tx, sender: Account, ctx: BlockCon
     _put(j, schema.producer_key(tx.sender), record)
 
 
+def process_report_equivocation(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    b = tx.body
+    evidence = Equivocation.parse(b["kind"], b["first"], b["second"])
+    # messages of another chain prove nothing here
+    _require(evidence.chain_id == ctx.chain_id, "invalid_evidence",
+             f"the messages are for chain {evidence.chain_id!r}")
+    producer = get_producer(j, evidence.producer)
+    # only a registered producer has a node key to check the messages with
+    _require(producer is not None, "unknown_producer", f"{evidence.producer} is not a producer", 404)
+    # both messages signed with the producer's current node key
+    _require(evidence.verify(producer.node_key), "invalid_evidence",
+             f"the messages are not both signed with {evidence.producer}'s node key")
+    # one record per producer: its first reported equivocation already bars it for good
+    _require(not governance.has_equivocated(j, evidence.producer), "already_reported",
+             f"an equivocation of {evidence.producer} is already recorded", 409)
+    _put(j, schema.equivocation_key(evidence.producer),
+         EquivocationRecord(evidence.kind, evidence.slot, evidence.first, evidence.second,
+                            tx.sender, ctx.height))
+
+
 PROCESSORS = {
     "post": process_post, "vote": process_vote, "attend": process_attend, "refer": process_refer,
     "transfer": process_transfer, "stake": process_stake, "unstake": process_unstake,
     "register_producer": process_register_producer, "govern": governance.process_govern,
+    "report_equivocation": process_report_equivocation,
 }
 
 

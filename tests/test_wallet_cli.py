@@ -18,7 +18,7 @@ from core.crypto import Keypair
 from core.devnet import dev_seed, load_dev_keys, make_devnet
 from core.errors import InvalidTx
 from core.genesis import DEFAULT_DEV_KEYS, load_genesis
-from core.types import Tx, is_ticket_valid
+from core.types import KINDS, Tx, is_ticket_valid
 from core.wallet import ApiError, Client, NodeUnreachable, Wallet, now_ms
 from node.config import read_key_file, write_key_file
 from tests.test_e2e_single import NodeProcess
@@ -59,7 +59,18 @@ EVERY_KIND = [
     ("unstake", lambda w: w.unstake(10), {"amount": 10}),
     ("register_producer", lambda w: w.register_producer(BOB.public_key, "http://n:1"),
      {"node_key": BOB.public_key, "url": "http://n:1"}),
+    ("govern", lambda w: w.propose_param("attend_points", 5, 100),
+     {"proposal": {"action": "set_param", "effective_height": 100, "name": "attend_points", "value": 5}}),
+    ("govern", lambda w: w.propose_upgrade("def on_post():\n    pass\n", 100),
+     {"proposal": {"action": "upgrade_rules", "effective_height": 100, "source": "def on_post():\n    pass\n"}}),
+    ("govern", lambda w: w.approve_proposal("ab" * 32), {"approve": bytes([0xAB]) * 32}),
+    ("report_equivocation", lambda w: w.report_equivocation("double_vote", b"\x01", b"\x02"),
+     {"first": b"\x01", "kind": "double_vote", "second": b"\x02"}),
 ]
+
+
+def test_the_wallet_signs_every_kind_there_is():
+    assert {kind for kind, _, _ in EVERY_KIND} == KINDS
 
 
 @pytest.mark.parametrize("kind,build,body", EVERY_KIND, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(EVERY_KIND)])
