@@ -479,7 +479,8 @@ class NodeService:
             "notarized": {"height": self.chain.head().height},
             "final": {"height": final.height, "id": final.id.hex()},
             "slot": self.genesis.slot_at(now_ms()), "peers": self.net.status(),
-            "syncing": self.net.syncing, "mempool": len(self.mempool), "producer": self.producer_name,
+            "syncing": self.net.syncing, "sync_target": self.net.sync_target,
+            "mempool": len(self.mempool), "producer": self.producer_name,
             "schedule": self.chain.schedule(),
         }
 

@@ -147,7 +147,7 @@ class Testnet:
                 parts.append(f"#{i} down")
                 continue
             up = sum(1 for p in st["peers"] if p["up"])
-            sync = " syncing" if st["syncing"] else ""
+            sync = f" syncing to {st['sync_target']}" if st["syncing"] else ""
             parts.append(f"#{i} h={st['head']['height']} f={st['final']['height']} "
                          f"peers={up}/{len(st['peers'])}{sync}")
         return " | ".join(parts)

@@ -11,7 +11,8 @@ itself: it sent the message there itself.
 
 Sync: every SYNC_INTERVAL_S the peers' `/v1/status` is read; when a peer is ahead, final blocks
 with their votes, then the peer's non-final blocks, are pulled in batches and handed to the node
-service, which validates each block and finalizes only by its own vote count.
+service, which validates each block and finalizes only by its own vote count. A catch-up of more
+than SYNC_LAG blocks shows in `/v1/status` (`syncing`, `sync_target`) and logs its progress.
 """
 import asyncio
 import logging
@@ -36,6 +37,7 @@ MAX_QUEUED_MSGS = 2_000
 SYNC_INTERVAL_S = 1.0
 SYNC_BATCH = 64
 SYNC_LAG = 2  # more blocks behind than this and the node reports `syncing`
+SYNC_PROGRESS_S = 5.0  # a long catch-up logs its progress this often
 TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 SYNC_TIMEOUT = httpx.Timeout(30.0, connect=1.0)
 MSGPACK = {"content-type": "application/msgpack"}
@@ -73,6 +75,7 @@ class Network:
         self.ip_guard = PeerGuard(msgs_per_s=4000, bytes_per_s=256e6)
         self.peers: list[Peer] = []
         self.syncing = False
+        self.sync_target: int | None = None  # the peer's final height we are catching up to
         self._tasks: list[asyncio.Task] = []
         self._sync_now: asyncio.Event | None = None
         self._forced = False
@@ -246,10 +249,14 @@ class Network:
         self._forced = False
         chain = self.service.chain
         self.syncing = bool(ahead) and ahead[0].final > chain.final_height + SYNC_LAG
+        self.sync_target = ahead[0].final if self.syncing else None
         if not ahead:
             return
         peer = ahead[0]
         started, t0 = chain.final_height, time.monotonic()
+        if self.syncing:
+            log.info("catching up from final height %d to %s's %d", started, peer.url, peer.final)
+        logged = t0
         while True:
             before = (chain.final_height, chain.tip().height)
             r = await peer.client.get("/p2p/blocks", params={"from": chain.final_height + 1,
@@ -262,11 +269,18 @@ class Network:
             if (chain.final_height, chain.tip().height) == before or chain.final_height >= peer.final:
                 break
             self.syncing = peer.final > chain.final_height + SYNC_LAG
+            self.sync_target = peer.final if self.syncing else None
+            now = time.monotonic()
+            if now - logged >= SYNC_PROGRESS_S:
+                logged, rate = now, (chain.final_height - started) / (now - t0)
+                log.info("catching up: final height %d of %d, %.0f blocks/s, about %.0f s left",
+                         chain.final_height, peer.final, rate, (peer.final - chain.final_height) / max(rate, 1e-9))
             await asyncio.sleep(0)  # let the API and gossip run between batches
-        if chain.final_height > started + SYNC_BATCH:
+        if chain.final_height > started + SYNC_LAG:
             log.info("synced final height %d -> %d from %s in %.1fs", started, chain.final_height,
                      peer.url, time.monotonic() - t0)
         self.syncing = peer.final > chain.final_height + SYNC_LAG
+        self.sync_target = peer.final if self.syncing else None
 
     def _parse(self, data: bytes, peer: Peer) -> tuple[int, list]:
         try:

@@ -145,4 +145,7 @@ def test_full_node_started_late_syncs_from_genesis(net):
     net.start(FULL)
     wait_until(lambda: final_height(net, FULL) >= target, 30, "full node synced")
     assert_same_final_chain(net, [0, FULL], target)
-    assert net.status(FULL)["producer"] is None
+    status = net.status(FULL)
+    assert status["producer"] is None and status["sync_target"] is None
+    log = (net.dir / f"node-{FULL}" / "node.log").read_text()
+    assert "catching up from final height 0" in log and "synced final height 0 -> " in log, log[-2000:]
