@@ -1,12 +1,15 @@
 """A 4-validator testnet (plus one full node started late) as real processes on loopback: every
 node agrees on every final block and state root, txs gossip to finality everywhere, finality
 survives one `kill -9` and stops without a 2/3+1 quorum, restarted nodes catch up by sync and
-vote again without ever double-voting."""
+vote again without ever double-voting, and a rules upgrade by governance changes awards from its
+effective height on, on every node."""
 import json
 import time
 
 import pytest
 
+from contracts import code_hash, compile_source
+from contracts.rules import default_rules_source
 from core.crypto import Keypair
 from core.wallet import Client, Wallet
 from node import testnet
@@ -149,3 +152,36 @@ def test_full_node_started_late_syncs_from_genesis(net):
     assert status["producer"] is None and status["sync_target"] is None
     log = (net.dir / f"node-{FULL}" / "node.log").read_text()
     assert "catching up from final height 0" in log and "synced final height 0 -> " in log, log[-2000:]
+
+
+def test_a_rules_upgrade_changes_awards_from_its_effective_height_on_every_node(net):
+    """Three of the four producers approve a rules contract that pays 0.777 content at once for a
+    post: a post final before its effective height earned nothing, one after it earns 777, on
+    every validator and the full node, which all run the same new code."""
+    if net.status(FULL) is None:
+        net.start(FULL)
+    everyone = range(VALIDATORS + 1)
+    producers = [member_wallet(net, i) for i in range(VALIDATORS)]
+    early, late = member_wallet(net, VALIDATORS + 2), member_wallet(net, VALIDATORS + 3)
+    source = default_rules_source().replace(
+        "    _activate(author, now)\n", "    host.award(author, \"content\", 777)\n    _activate(author, now)\n", 1)
+    assert "777" in source
+    with Client(net.urls[0]) as c:
+        assert c.submit(early.post("before", "before", "text"), wait="final", timeout_s=20)["status"] == "final"
+        effective = c.status()["head"]["height"] + 12
+        proposal = producers[0].propose_upgrade(source, effective)
+        assert c.submit(proposal, wait="final", timeout_s=20)["status"] == "final"
+        approvals = [p.approve_proposal(proposal.id) for p in producers[1:3]]
+        assert c.submit_batch(approvals)["accepted"] == 2
+        assert all(c.wait_final(a.id, timeout_s=20)["status"] == "final" for a in approvals)
+    wait_until(lambda: min(finals(net, everyone)) >= effective, 30, f"final height {effective} on all")
+    with Client(net.urls[1]) as c:
+        r = c.submit(late.post("after", "after", "text"), wait="final", timeout_s=20)
+        assert r["status"] == "final" and r["height"] >= effective
+    wait_until(lambda: min(finals(net, everyone)) >= r["height"], 30, "the late post final on all")
+    new_hash = code_hash(compile_source(source)).hex()
+    for i in everyone:
+        with Client(net.urls[i]) as c:
+            assert c.rules()["code_hash"] == new_hash
+            assert c.account(early.name)["assets"]["content"] == 0
+            assert c.account(late.name)["assets"]["content"] == 777
