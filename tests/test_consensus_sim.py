@@ -1,7 +1,8 @@
 """Seeded in-process simulation of 4 Chain instances (no sockets, no clock): messages are delayed,
 dropped and reordered at random and one producer equivocates (two blocks per slot, sent to
 different halves of the network, and votes for both). Safety: no two final blocks at one height,
-over many seeds; liveness is checked loosely (finality happens in most runs)."""
+over many seeds; liveness is checked loosely (finality happens in most runs). With relaying, every
+honest node ends up holding verifiable evidence against the equivocator."""
 import hashlib
 import heapq
 import random
@@ -38,9 +39,10 @@ def conflicting_block(chain: Chain, slot: int) -> Block | None:
 
 
 class Sim:
-    def __init__(self, seed: int, loss: float, max_delay_slots: float):
+    def __init__(self, seed: int, loss: float, max_delay_slots: float, relay: bool = False):
         self.rng = random.Random(seed)
         self.loss, self.max_delay = loss, max_delay_slots
+        self.relay = relay  # honest nodes pass on each block new to them, as gossip does
         self.chains = {n: Chain(MemoryKV(), GENESIS) for n in NAMES}
         self.last_vote = {n: -1 for n in NAMES}
         self.queue: list = []
@@ -78,7 +80,10 @@ class Sim:
         chain = self.chains[dest]
         try:
             if isinstance(msg, Block):
+                new = msg.id not in chain.nodes
                 chain.add_block(msg, now // TICKS_PER_SLOT)
+                if new and self.relay and dest != EQUIVOCATOR:
+                    self.broadcast(now, dest, msg)
                 if dest == EQUIVOCATOR:  # votes for everything it sees
                     node = chain.nodes[msg.id]
                     self.vote(now, dest, node) if dest not in node.votes else None
@@ -159,6 +164,19 @@ def test_finality_progresses_on_a_reliable_network_despite_the_equivocator():
         assert all(e.producer == EQUIVOCATOR and e.verify(KEYS[EQUIVOCATOR].public_key)
                    for e in chain.evidence.values())
         assert Chain(chain.kv, GENESIS).evidence == chain.evidence
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_with_relaying_every_honest_node_catches_the_equivocator_and_stays_safe(seed):
+    """Honest nodes relay blocks, so each sees both of the equivocator's blocks of a slot (and
+    its votes for both): each keeps a pair that the equivocator's node key verifies."""
+    sim = Sim(seed, loss=0.05, max_delay_slots=1.0, relay=True)
+    sim.run(30)
+    assert_safe(sim)
+    for name in NAMES[1:]:
+        evidence = sim.chains[name].evidence
+        assert (EQUIVOCATOR, "double_proposal") in evidence, name
+        assert all(e.producer == EQUIVOCATOR and e.verify(KEYS[EQUIVOCATOR].public_key) for e in evidence.values())
 
 
 def test_finality_progresses_in_most_runs_with_some_loss():
