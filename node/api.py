@@ -21,6 +21,7 @@ from core.errors import Malformed, ProtocolError
 from core.quorum import governance_quorum
 from core.types import Tx
 from node.http import json_response, read_body
+from node.metrics import CONTENT_TYPE_LATEST
 from node.service import NodeService
 from p2p.routes import make_p2p_router
 from state import governance, records, rules, schema, transition
@@ -230,6 +231,10 @@ def create_app(service: NodeService) -> "FastSubmit":
         return json_response({"schedule": service.chain.schedule(), "producers": producers,
                               "missed_slots": service.chain.missed_slots,
                               "evidence": [e.to_json() for e in service.chain.evidence.values()]})
+
+    @app.get("/metrics")
+    async def get_metrics():
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/status")
     async def get_status():

@@ -28,6 +28,7 @@ from core.genesis import load_genesis
 from core.types import Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
 from node.mempool import Mempool
+from node.metrics import NodeMetrics
 from node.store import LevelDBStore
 from node.verify_pool import VerifyError, VerifyPool
 from p2p.gossip import Network
@@ -83,6 +84,7 @@ class NodeService:
         self._block_verify_pool = ThreadPoolExecutor(VERIFY_WORKERS, thread_name_prefix="verify-block")
         self._build_s_per_tx = 50e-6  # measured on each block we build
         self.net = Network(self)
+        self.metrics = NodeMetrics(self)
         self.chain.on_evidence = self._on_equivocation
         self._reported: set[str] = set()  # producers whose equivocation this node reported
 
@@ -139,19 +141,24 @@ class NodeService:
         """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error.
         An admitted tx is queued for gossip (`source`: the peer it came from, None for a wallet).
         `admission`: a `_admission_context()` shared by a batch."""
-        if self.holds_tx(tx.id):
-            raise InvalidTx("duplicate", "tx is already pending or included", status=409)
-        tip, ctx = admission or self._admission_context()
-        if source is None:
-            # from a wallet: a dry run against the tip state (the same checks the block will make,
-            # contract hook included, thrown away), so the wallet learns now what would fail
-            transition.apply_tx(Layer(tip.layer), tx, ctx, 0, self.chain.verified.verify, self.chain.rules)
-        else:
-            # relayed by an authenticated peer, which made that dry run: only what makes the tx
-            # worthless everywhere (chain, expiry, replay, membership, signature); the rest is
-            # checked when a block is built, as for any tx
-            transition.check_tx_envelope(tip.layer, tx, ctx, self.chain.verified.verify)
-        self.mempool.add(tx)
+        try:
+            if self.holds_tx(tx.id):
+                raise InvalidTx("duplicate", "tx is already pending or included", status=409)
+            tip, ctx = admission or self._admission_context()
+            if source is None:
+                # from a wallet: a dry run against the tip state (the same checks the block will
+                # make, contract hook included, thrown away), so the wallet learns now what would fail
+                transition.apply_tx(Layer(tip.layer), tx, ctx, 0, self.chain.verified.verify, self.chain.rules)
+            else:
+                # relayed by an authenticated peer, which made that dry run: only what makes the tx
+                # worthless everywhere (chain, expiry, replay, membership, signature); the rest is
+                # checked when a block is built, as for any tx
+                transition.check_tx_envelope(tip.layer, tx, ctx, self.chain.verified.verify)
+            self.mempool.add(tx)
+        except ProtocolError as e:
+            self.metrics.refused.labels(e.code).inc()
+            raise
+        (self.metrics.admitted_from_wallet if source is None else self.metrics.admitted_from_peer).inc()
         self.rejected.pop(tx.id, None)
         self.net.queue_tx(tx.raw, source)
 
@@ -302,6 +309,7 @@ class NodeService:
         self._persist_slot(schema.LAST_PRODUCED, slot)
         built = time.perf_counter()
         self.on_block(block, slot, own_layer=layer)
+        self.metrics.produced.inc()
         log.info("produced block %d (slot %d, %d txs, parent slot %d) in %.0f ms, added in %.0f ms",
                  block.header.height, slot, len(block.txs), self.chain.nodes[block.header.prev_id].slot,
                  (built - started) * 1000, (time.perf_counter() - built) * 1000)
@@ -328,10 +336,14 @@ class NodeService:
             if e.code == "unknown_parent":
                 self.net.request_sync()
             raise
+        arrived_ms = self._into_slot_ms(block.header.slot, started)
+        if added:
+            self.metrics.imported.inc()
+            self.metrics.block_arrival.observe(arrived_ms / 1000)
         log.debug("block %d (slot %d, %d txs) from %s: arrived %+d ms into its slot, decoded and "
                   "verified in %.0f ms, added in %.0f ms", block.header.height, block.header.slot,
-                  len(block.txs), source, self._into_slot_ms(block.header.slot, started),
-                  (decoded - started) * 1000, (time.perf_counter() - decoded) * 1000)
+                  len(block.txs), source, arrived_ms, (decoded - started) * 1000,
+                  (time.perf_counter() - decoded) * 1000)
         return added
 
     def _into_slot_ms(self, slot: int, at: float | None = None) -> int:
@@ -369,6 +381,7 @@ class NodeService:
         self._persist_slot(schema.LAST_VOTE, node.slot)
         vote = Vote.create(self.producer_key, self.genesis.chain_id, node.id, node.height,
                            node.slot, self.producer_name)
+        self.metrics.votes_cast.inc()
         self.on_vote(vote)
 
     def on_vote(self, vote: Vote, source: str | None = None, relay: bool = True) -> None:
@@ -390,6 +403,8 @@ class NodeService:
             self.mempool.remove(ids)
             for tx_id in ids:
                 self._wake(tx_id, "final")
+            self.metrics.final_txs.inc(len(ids))
+            self.metrics.finality.observe(self._into_slot_ms(final.slot) / 1000)
         if finalized:
             log.debug("final height %d (slot %d) %+d ms into that slot", finalized[-1].height,
                       finalized[-1].slot, self._into_slot_ms(finalized[-1].slot))

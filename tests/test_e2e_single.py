@@ -1,6 +1,6 @@
 """End to end on a real node process (uvicorn, LevelDB) on loopback, driven by the project's wallet
 client: every tx kind reaches `final`; bad input gets its code and changes nothing; `kill -9` and a
-restart lose no final block."""
+restart lose no final block; `/metrics` counts what the node did."""
 import json
 import os
 import signal
@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.crypto import Keypair
 from core.genesis import ChainParams, Genesis, Member, Producer
@@ -260,3 +261,32 @@ def test_repeated_kill_9_under_load_keeps_final_history(node):
         for h, block_id in seen_final.items():
             assert c.block(str(h))["id"] == block_id, f"final block {h} changed after kill -9"
     final(c, wallet("carol").transfer("bob", 1))
+
+
+def scrape(url: str) -> dict:
+    """GET /metrics parsed: (sample name, sorted labels) -> value."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_what_the_node_did(node):
+    c = Client(node.url)
+    before = scrape(node.url)
+    for _ in range(3):
+        final(c, wallet("bob").transfer("carol", 1))
+    forged = _raw_post(node.url, Wallet("bob", KEYS["carol"], CHAIN).transfer("carol", 1).raw)
+    assert forged.json()["error"]["code"] == "bad_signature"
+    after = scrape(node.url)
+    status = c.status()
+
+    def grew(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+    assert grew("chain_txs_admitted_total", source="wallet") == 3
+    assert grew("chain_txs_refused_total", code="bad_signature") == 1
+    assert grew("chain_txs_final_total") >= 3
+    assert grew("chain_blocks_produced_total") >= 1 and grew("chain_votes_cast_total") >= 1
+    assert grew("chain_block_final_seconds_count") >= 1
+    assert 0 < after[("chain_height", (("block", "final"),))] <= status["final"]["height"]
+    assert after[("chain_producing", ())] == 1 and after[("chain_peers", ())] == 0

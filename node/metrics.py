@@ -1,0 +1,78 @@
+"""A node's Prometheus metrics, served at `GET /metrics` in the text exposition format.
+
+Events are counted where they happen (counters, and histograms of when blocks arrive and become
+final, measured from the start of their slot). Everything that is state — heights, mempool, peers,
+missed slots, evidence — is read when the metrics are scraped, so it costs nothing in between.
+Each node has its own registry (tests run several nodes in one process).
+"""
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+# seconds from a slot's start: around the 0.5 s default slot, and up to a few slots late; a block
+# can arrive before its slot starts (its producer builds it a tenth of a slot early)
+SLOT_BUCKETS = (-0.1, -0.05, -0.025, 0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+disable_created_metrics()  # no `_created` series: they only double what a scraper sees
+
+__all__ = ["CONTENT_TYPE_LATEST", "NodeMetrics"]
+
+
+class NodeMetrics:
+    def __init__(self, service):
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        admitted = Counter("chain_txs_admitted", "Txs admitted to the mempool, by where they came from",
+                           ["source"], registry=r)
+        self.admitted_from_wallet, self.admitted_from_peer = admitted.labels("wallet"), admitted.labels("peer")
+        self.refused = Counter("chain_txs_refused", "Txs refused at admission, by error code", ["code"],
+                               registry=r)
+        self.final_txs = Counter("chain_txs_final", "Txs in blocks this node saw become final", registry=r)
+        self.produced = Counter("chain_blocks_produced", "Blocks this node produced", registry=r)
+        self.imported = Counter("chain_blocks_imported", "Blocks from peers or sync added to the tree",
+                                registry=r)
+        self.votes_cast = Counter("chain_votes_cast", "Votes this node signed", registry=r)
+        self.block_arrival = Histogram("chain_block_arrival_seconds",
+                                       "When a block from a peer arrived, after its slot's start",
+                                       buckets=SLOT_BUCKETS, registry=r)
+        self.finality = Histogram("chain_block_final_seconds",
+                                  "When a block became final here, after its slot's start",
+                                  buckets=SLOT_BUCKETS, registry=r)
+        r.register(_StateCollector(service))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector:
+    """Gauges read from the node at scrape time."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def collect(self):
+        s = self.service
+        chain = s.chain
+        heights = GaugeMetricFamily("chain_height", "Height of the head, notarized and final block", labels=["block"])
+        heights.add_metric(["head"], chain.tip().height)
+        heights.add_metric(["notarized"], chain.head().height)
+        heights.add_metric(["final"], chain.final_height)
+        yield heights
+        yield GaugeMetricFamily("chain_mempool_txs", "Txs waiting in the mempool", value=len(s.mempool))
+        peers = s.net.status()
+        yield GaugeMetricFamily("chain_peers", "Configured peers", value=len(peers))
+        yield GaugeMetricFamily("chain_peers_up", "Peers that answered their last status poll",
+                                value=sum(1 for p in peers if p["up"]))
+        yield GaugeMetricFamily("chain_syncing", "1 while catching up with a peer ahead", value=int(s.net.syncing))
+        yield GaugeMetricFamily("chain_producing", "1 if this node is in the current schedule",
+                                value=int(s.producer_name is not None and s.producer_name in chain.schedule()))
+        missed = CounterMetricFamily("chain_missed_slots", "Slots a scheduled producer left empty",
+                                     labels=["producer"])
+        for name, count in sorted(chain.missed_slots.items()):
+            missed.add_metric([name], count)
+        yield missed
+        evidence = GaugeMetricFamily("chain_equivocation_evidence",
+                                     "Conflicting pairs this node holds against a producer", labels=["producer", "kind"])
+        for (name, kind) in sorted(chain.evidence):
+            evidence.add_metric([name, kind], 1)
+        yield evidence
