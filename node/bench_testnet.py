@@ -1,4 +1,4 @@
-"""`bench testnet`: a local n-validator testnet under a steady, rate-controlled load.
+"""`bench testnet`: a local n-validator testnet under a rate-controlled load.
 
 The load process is kept light so it does not measure itself: txs are pre-signed before the nodes
 start, sent in batches (`POST /v1/transactions/batch`, round robin over the validators, one
@@ -6,6 +6,12 @@ keep-alive raw HTTP/1.1 connection per node, each batch sent when it is due), an
 followed on node 0 through `GET /p2p/blocks`, which serves stored block bytes (the JSON block API
 would cost node 0 more than the bench is measuring). A tx's latency is from the moment its batch
 was sent to the moment node 0 reported its block final.
+
+Batches are due at a steady rate, each at a random point of its own period (seeded: every run
+sends at the same offsets), so that their arrival times are spread evenly over the slots. Exactly
+every period, 10 batches a second against 2 slots a second would put every batch at one of five
+fixed points of a slot, set by where the load happened to start, and the latency percentiles would
+depend on that accident by about ±0.1 s.
 
 Sustained figures cover the load window after a warm-up (the first WARMUP_S seconds). The ceiling
 they are compared with: every validator verifies every tx once, so n nodes sharing this machine
@@ -16,6 +22,7 @@ cores that share a physical core it is well below cores x the one-core rate.
 import asyncio
 import json
 import os
+import random
 import tempfile
 import time
 
@@ -31,6 +38,7 @@ from node.testnet import CHAIN_ID, Testnet, free_port_range, prepare
 WARMUP_S = 5
 POLL_S = 0.02  # finality is seen on node 0 at most this late (plus one request)
 DRAIN_S = 20  # after the load, how long to wait for the last txs to become final
+ARRIVAL_SEED = 1  # of where in its period each batch is sent
 
 
 def _presign(dev_keys: dict, count: int) -> tuple[list[bytes], list[bytes]]:
@@ -83,10 +91,13 @@ async def _drive(net: Testnet, raws: list[bytes], rate: int, batch_size: int, st
     sent_wall: list[float] = [0.0] * len(batches)
     rejected = [0]
     t0 = time.perf_counter() + 0.2
+    jitter = random.Random(ARRIVAL_SEED)
+    period = batch_size / rate
+    due = [(b + jitter.random()) * period for b in range(len(batches))]
 
     async def push(node: int) -> None:
         for b in range(node, len(batches), len(conns)):
-            delay = t0 + b * batch_size / rate - time.perf_counter()
+            delay = t0 + due[b] - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             sent_at[b], sent_wall[b] = time.perf_counter(), time.time()
@@ -99,7 +110,7 @@ async def _drive(net: Testnet, raws: list[bytes], rate: int, batch_size: int, st
             await follower.poll()
             await asyncio.sleep(POLL_S)
 
-    duration = len(raws) / rate
+    duration = len(batches) * period
     cpu0 = [cpu_seconds(p.pid) for p in net.procs]
     own0 = time.process_time()
     follow_task = asyncio.create_task(follow(t0 + duration + DRAIN_S))

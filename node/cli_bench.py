@@ -42,13 +42,13 @@ def bench_ingest_cmd(single, batched, port, as_json):
 
 @bench.command("testnet")
 @click.option("--rate", default=2000, show_default=True, type=click.IntRange(100),
-              help="Offered load, txs per second, steady.")
+              help="Offered load, txs per second, steady (each batch at a random point of its period).")
 @click.option("--seconds", default=60, show_default=True, type=click.IntRange(10))
 @click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 2000))
 @click.option("--nodes", default=4, show_default=True, type=click.IntRange(1, 16))
 @click.option("--json", "as_json", is_flag=True)
 def bench_testnet_cmd(rate, seconds, batch_size, nodes, as_json):
-    """A local N-validator testnet under a steady load of pre-signed txs sent in batches."""
+    """A local N-validator testnet under a load of pre-signed txs sent in batches."""
     from node.bench_testnet import bench_testnet
     figures = bench_testnet(rate, seconds, batch_size, nodes)
     click.echo(json.dumps(figures)) if as_json else _print(f"testnet ({nodes} validators)", figures)

@@ -3,8 +3,9 @@
 One httpx.AsyncClient per peer, three lanes per peer, so that no message waits behind a bigger one:
 blocks, sent one at a time in order; votes, all those queued sent together in one request (a vote
 that overtakes its block waits for it at the receiver); and transactions in batches of up to
-TX_BATCH: at once when TX_EAGER or more are queued (a wallet's batch goes on as a batch), else
-after FLUSH_S, so that single txs trickling in share a request. Each queue is capped, so a slow or
+TX_BATCH: at once when the lane is idle or TX_EAGER or more are queued (a wallet's batch goes on
+as a batch), else FLUSH_S after the lane's last request, so that single txs trickling in under
+load share a request while a tx arriving at a quiet node leaves without waiting. Each queue is capped, so a slow or
 dead peer costs bounded memory; a peer that does not answer is skipped until its status answers
 again (it catches up by sync). Nothing is passed on to a peer that the sender reported linked to
 itself: it sent the message there itself.
@@ -189,12 +190,16 @@ class Network:
             peer.has_votes.clear()
 
     async def _tx_loop(self, peer: Peer) -> None:
+        sent = float("-inf")  # when the lane's last request left
         while True:
             await peer.has_txs.wait()
-            if len(peer.txs) < TX_EAGER:
-                await asyncio.sleep(FLUSH_S)
             while peer.txs:
+                wait = FLUSH_S - (time.monotonic() - sent)
+                if len(peer.txs) < TX_EAGER and wait > 0:  # a trickle: let it gather
+                    await asyncio.sleep(wait)
+                    continue  # (the peer may have gone down meanwhile, its queue with it)
                 batch, peer.txs = peer.txs[:TX_BATCH], peer.txs[TX_BATCH:]
+                sent = time.monotonic()
                 await self._post(peer, "/p2p/txs", self._seal("txs", msgpack.packb(batch)))
             peer.has_txs.clear()
 
