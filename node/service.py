@@ -156,9 +156,9 @@ class NodeService:
                 transition.check_tx_envelope(tip.layer, tx, ctx, self.chain.verified.verify)
             self.mempool.add(tx)
         except ProtocolError as e:
-            self.metrics.refused.labels(e.code).inc()
+            self.metrics.refuse(e.code)
             raise
-        (self.metrics.admitted_from_wallet if source is None else self.metrics.admitted_from_peer).inc()
+        self.metrics.admitted["wallet" if source is None else "peer"] += 1
         self.rejected.pop(tx.id, None)
         self.net.queue_tx(tx.raw, source)
 
@@ -309,7 +309,7 @@ class NodeService:
         self._persist_slot(schema.LAST_PRODUCED, slot)
         built = time.perf_counter()
         self.on_block(block, slot, own_layer=layer)
-        self.metrics.produced.inc()
+        self.metrics.produced += 1
         log.info("produced block %d (slot %d, %d txs, parent slot %d) in %.0f ms, added in %.0f ms",
                  block.header.height, slot, len(block.txs), self.chain.nodes[block.header.prev_id].slot,
                  (built - started) * 1000, (time.perf_counter() - built) * 1000)
@@ -338,7 +338,7 @@ class NodeService:
             raise
         arrived_ms = self._into_slot_ms(block.header.slot, started)
         if added:
-            self.metrics.imported.inc()
+            self.metrics.imported += 1
             self.metrics.block_arrival.observe(arrived_ms / 1000)
         log.debug("block %d (slot %d, %d txs) from %s: arrived %+d ms into its slot, decoded and "
                   "verified in %.0f ms, added in %.0f ms", block.header.height, block.header.slot,
@@ -381,7 +381,7 @@ class NodeService:
         self._persist_slot(schema.LAST_VOTE, node.slot)
         vote = Vote.create(self.producer_key, self.genesis.chain_id, node.id, node.height,
                            node.slot, self.producer_name)
-        self.metrics.votes_cast.inc()
+        self.metrics.votes_cast += 1
         self.on_vote(vote)
 
     def on_vote(self, vote: Vote, source: str | None = None, relay: bool = True) -> None:
@@ -403,7 +403,7 @@ class NodeService:
             self.mempool.remove(ids)
             for tx_id in ids:
                 self._wake(tx_id, "final")
-            self.metrics.final_txs.inc(len(ids))
+            self.metrics.final_txs += len(ids)
             self.metrics.finality.observe(self._into_slot_ms(final.slot) / 1000)
         if finalized:
             log.debug("final height %d (slot %d) %+d ms into that slot", finalized[-1].height,
