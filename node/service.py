@@ -23,10 +23,10 @@ import msgpack
 from consensus.chain import Chain
 from core import codec
 from core.errors import InvalidBlock, InvalidTx, ProtocolError
-from core.evidence import Equivocation
 from core.genesis import load_genesis
 from core.types import Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
+from node.equivocation import EquivocationReporter
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
 from node.store import LevelDBStore
@@ -45,7 +45,6 @@ PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot'
 BUILD_BUDGET_FRACTION = 0.3  # of a slot: the most time our block's txs may take us to apply
 PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer builds its block
 MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
-REPORT_EXPIRY_MS = 600_000  # how long an equivocation report of ours may wait for a block
 
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:
@@ -85,8 +84,8 @@ class NodeService:
         self._build_s_per_tx = 50e-6  # measured on each block we build
         self.net = Network(self)
         self.metrics = NodeMetrics(self)
-        self.chain.on_evidence = self._on_equivocation
-        self._reported: set[str] = set()  # producers whose equivocation this node reported
+        self.reporter = EquivocationReporter(self, now_ms)
+        self.chain.on_evidence = self.reporter.on_evidence
 
     # ------------------------------------------------------------------ persistence of own signing
     def _read_slot(self, key: bytes) -> int:
@@ -95,39 +94,6 @@ class NodeService:
 
     def _persist_slot(self, key: bytes, slot: int) -> None:
         self.kv.write({key: codec.pack_flat(slot)})
-
-    # ------------------------------------------------------------------ equivocation
-    def _on_equivocation(self, evidence: Equivocation) -> None:
-        """A producer signed two conflicting messages for one slot (core.evidence): report it on
-        chain, once the chain's current call is done."""
-        log.warning("%s equivocated in slot %d (%s)", evidence.producer, evidence.slot, evidence.kind)
-        try:
-            asyncio.get_running_loop().call_soon(self.report_equivocation, evidence)
-        except RuntimeError:  # no event loop: a tool driving the service directly
-            self.report_equivocation(evidence)
-
-    def report_equivocation(self, evidence: Equivocation) -> Tx | None:
-        """Submit a `report_equivocation` tx, signed with this node's key as its producer's
-        account, if that key is the account's key (as on a testnet). Otherwise, or when the report
-        is refused (another node's came first, say), the pair stays in `GET /v1/producers` for an
-        operator to report with `cli.py tx report-equivocation`."""
-        if self.producer_key is None or evidence.producer in self._reported:
-            return None  # one report per producer: its first equivocation bars it for good
-        account = transition.get_account(self.chain.final.layer, self.producer_name)
-        if account is None or account.public_key != self.producer_key.public_key:
-            log.warning("not reporting it: this node's key is not the account key of %s", self.producer_name)
-            return None
-        expires = now_ms() + min(REPORT_EXPIRY_MS, self.genesis.params.max_tx_expiry_ms)
-        tx = Tx.create(self.producer_key, self.genesis.chain_id, "report_equivocation",
-                       self.producer_name, expires, evidence.body())
-        try:
-            self.submit(tx)
-        except ProtocolError as e:
-            log.info("equivocation report of %s refused: %s", evidence.producer, e)
-            return None
-        self._reported.add(evidence.producer)
-        log.warning("reported the equivocation of %s in tx %s", evidence.producer, tx.id.hex())
-        return tx
 
     # ------------------------------------------------------------------ admission
     def _admission_context(self) -> tuple:

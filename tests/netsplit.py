@@ -3,7 +3,12 @@ own TCP forwarder on loopback, which the test opens or cuts (as toxiproxy does),
 over real sockets and see real connection failures. A cut link closes its listening socket, so new
 connections are refused, and aborts the connections it carries."""
 import asyncio
+import re
 import threading
+from pathlib import Path
+
+from node import testnet
+from node.testnet import free_port_range, prepare
 
 
 class _Link:
@@ -94,3 +99,18 @@ class Links:
         self._run(apply())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+def start_linked_testnet(directory: Path, validators: int) -> tuple[testnet.Testnet, Links]:
+    """A testnet of `validators` (0.4 s slots), started, whose nodes reach each other only
+    through the returned Links; each node's config lists its peers at their links' ports."""
+    base = free_port_range(validators + validators * (validators - 1))
+    prepare(directory, validators, base, block_interval_ms=400)
+    links = Links([base + i for i in range(validators)], base + validators)
+    for i in range(validators):
+        conf = directory / f"node-{i}" / "config.toml"
+        peers = ", ".join(f'"{links.url(i, j)}"' for j in range(validators) if j != i)
+        conf.write_text(re.sub(r"(?m)^peers = .*$", f"peers = [{peers}]", conf.read_text()))
+    net = testnet.Testnet(directory)
+    net.start_all()
+    return net, links

@@ -3,15 +3,12 @@ partitions of every shape, SIGSTOP pauses and kill -9 with restart, one after an
 no node's final height ever goes down; at the end, healed, every node finalizes again and all
 agree on every final block and state root, with no equivocation evidence (nobody equivocated)."""
 import random
-import re
 import signal
 import time
 
 import pytest
 
-from node import testnet
-from node.testnet import free_port_range, prepare
-from tests.netsplit import Links
+from tests.netsplit import start_linked_testnet
 from tests.test_multinode import assert_same_final_chain, evidence, final_height, finals, wait_until
 
 VALIDATORS = 4
@@ -23,15 +20,7 @@ FAULT_S = 2.0
 
 @pytest.fixture
 def cluster(tmp_path):
-    base = free_port_range(VALIDATORS + VALIDATORS * (VALIDATORS - 1))
-    prepare(tmp_path, VALIDATORS, base, block_interval_ms=400)
-    links = Links([base + i for i in EVERYONE], base + VALIDATORS)
-    for i in EVERYONE:
-        conf = tmp_path / f"node-{i}" / "config.toml"
-        peers = ", ".join(f'"{links.url(i, j)}"' for j in EVERYONE if j != i)
-        conf.write_text(re.sub(r"(?m)^peers = .*$", f"peers = [{peers}]", conf.read_text()))
-    net = testnet.Testnet(tmp_path)
-    net.start_all()
+    net, links = start_linked_testnet(tmp_path, VALIDATORS)
     yield net, links
     for proc in net.procs:
         if proc is not None and proc.poll() is None:

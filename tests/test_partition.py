@@ -3,15 +3,12 @@ its own forwarder, tests/netsplit.py): a validator cut off alone stalls while th
 finalize, and catches up when the partition heals; an even split stops finality on both sides
 without any conflicting final block, and finality resumes when it heals; a validator paused with
 SIGSTOP holds up nobody and catches up when resumed."""
-import re
 import signal
 import time
 
 import pytest
 
-from node import testnet
-from node.testnet import free_port_range, prepare
-from tests.netsplit import Links
+from tests.netsplit import start_linked_testnet
 from tests.test_multinode import assert_same_final_chain, evidence, finals, wait_until
 
 VALIDATORS = 4
@@ -21,16 +18,7 @@ EVERYONE = range(VALIDATORS)
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     """(testnet, links): node i's peers are reached through links.url(i, j)."""
-    d = tmp_path_factory.mktemp("partition")
-    base = free_port_range(VALIDATORS + VALIDATORS * (VALIDATORS - 1))
-    prepare(d, VALIDATORS, base, block_interval_ms=400)
-    links = Links([base + i for i in EVERYONE], base + VALIDATORS)
-    for i in EVERYONE:
-        conf = d / f"node-{i}" / "config.toml"
-        peers = ", ".join(f'"{links.url(i, j)}"' for j in EVERYONE if j != i)
-        conf.write_text(re.sub(r"(?m)^peers = .*$", f"peers = [{peers}]", conf.read_text()))
-    net = testnet.Testnet(d)
-    net.start_all()
+    net, links = start_linked_testnet(tmp_path_factory.mktemp("partition"), VALIDATORS)
     wait_until(lambda: min(finals(net, EVERYONE)) >= 3, 30, "finality on all")
     yield net, links
     net.stop_all()
