@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from core import codec, crypto
 from core.errors import InvalidBlock, InvalidTx, InvalidVote, Malformed
 from core.types import EVIDENCE_KINDS as KINDS
-from core.types import Block, BlockHeader, Hash, Vote
-
-MAX_PART_BYTES = 1024  # a signed header or vote is about 250 bytes (the tx body allows this much)
+from core.types import MAX_EVIDENCE_PART_BYTES, Block, BlockHeader, Hash, Vote
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +38,13 @@ class SignedHeader:
 
     @classmethod
     def decode(cls, data: bytes) -> "SignedHeader":
-        obj = codec.unpack(data, MAX_PART_BYTES)
+        obj = codec.unpack(data, MAX_EVIDENCE_PART_BYTES)
         if type(obj) is not list or len(obj) != 2 or type(obj[1]) is not bytes or len(obj[1]) != crypto.SIG_LEN:
             raise Malformed("malformed", "a signed header is [header, signature]")
         return cls(BlockHeader.from_list(obj[0]), obj[1])
 
     def verify(self, public_key: bytes) -> bool:
-        msg = crypto.sign_bytes_of_encoded("block", self.header.encode())
-        return crypto.verify_raw(public_key, msg, self.signature)
+        return self.header.verify(public_key, self.signature)
 
 
 def _invalid(message: str) -> InvalidTx:

@@ -30,6 +30,7 @@ TAG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 CHAIN_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 PARAM_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 EVIDENCE_KINDS = ("double_proposal", "double_vote")  # see core.evidence
+MAX_EVIDENCE_PART_BYTES = 1024  # a signed header or vote is about 250 bytes
 
 
 def is_name(v) -> bool:
@@ -111,9 +112,10 @@ BODY_SCHEMAS: dict[str, dict[str, tuple]] = {
     "unstake": {"amount": (_amount, True)},
     "register_producer": {"node_key": (_bin(32), True), "url": (_text(256), True)},
     "govern": {"proposal": (_proposal, False), "approve": (_bin(32), False)},
-    # two conflicting messages of one producer (core.evidence), each at most 1 KiB
-    "report_equivocation": {"first": (_bin_up_to(1024), True), "kind": (lambda v: v in EVIDENCE_KINDS, True),
-                            "second": (_bin_up_to(1024), True)},
+    # two conflicting messages of one producer (core.evidence)
+    "report_equivocation": {"first": (_bin_up_to(MAX_EVIDENCE_PART_BYTES), True),
+                            "kind": (lambda v: v in EVIDENCE_KINDS, True),
+                            "second": (_bin_up_to(MAX_EVIDENCE_PART_BYTES), True)},
 }
 KINDS = frozenset(BODY_SCHEMAS)
 
@@ -271,6 +273,10 @@ class BlockHeader:
     def id(self) -> Hash:
         return Hash(codec.sha256(self.encode()))
 
+    def verify(self, public_key: bytes, signature: bytes) -> bool:
+        """signature is the producer's over sign_bytes("block", header)."""
+        return crypto.verify_raw(public_key, crypto.sign_bytes_of_encoded("block", self.encode()), signature)
+
     @classmethod
     def from_list(cls, obj) -> "BlockHeader":
         if type(obj) is not list or len(obj) != 10 or obj[0] != VERSION:
@@ -317,8 +323,7 @@ class Block:
                 + _array_header(len(self.txs)) + b"".join(t.raw for t in self.txs))
 
     def verify_signature(self, public_key: bytes) -> bool:
-        msg = crypto.sign_bytes_of_encoded("block", self.header.encode())
-        return crypto.verify_raw(public_key, msg, self.signature)
+        return self.header.verify(public_key, self.signature)
 
     @staticmethod
     def peek_id(data: bytes) -> Hash | None:

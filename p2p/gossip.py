@@ -5,8 +5,8 @@ blocks, sent one at a time in order; votes, all those queued sent together in on
 that overtakes its block waits for it at the receiver); and transactions in batches of up to
 TX_BATCH: at once when the lane is idle or TX_EAGER or more are queued (a wallet's batch goes on
 as a batch), else FLUSH_S after the lane's last request, so that single txs trickling in under
-load share a request while a tx arriving at a quiet node leaves without waiting. Each queue is capped, so a slow or
-dead peer costs bounded memory; a peer that does not answer is skipped until its status answers
+load share a request while a tx arriving at a quiet node leaves without waiting. Each queue is
+capped, so a slow or dead peer costs bounded memory; a peer that does not answer is skipped until its status answers
 again (it catches up by sync). Nothing is passed on to a peer that the sender reported linked to
 itself: it sent the message there itself.
 
@@ -75,7 +75,6 @@ class Network:
         self.guard = PeerGuard()
         self.ip_guard = PeerGuard(msgs_per_s=4000, bytes_per_s=256e6)
         self.peers: list[Peer] = []
-        self.syncing = False
         self.sync_target: int | None = None  # the peer's final height we are catching up to
         self._tasks: list[asyncio.Task] = []
         self._sync_now: asyncio.Event | None = None
@@ -253,8 +252,7 @@ class Network:
         ahead = self._ahead(0 if self._forced else 1)
         self._forced = False
         chain = self.service.chain
-        self.syncing = bool(ahead) and ahead[0].final > chain.final_height + SYNC_LAG
-        self.sync_target = ahead[0].final if self.syncing else None
+        self._track(ahead[0] if ahead else None)
         if not ahead:
             return
         peer = ahead[0]
@@ -273,8 +271,7 @@ class Network:
             await self._apply(entries, peer)
             if (chain.final_height, chain.tip().height) == before or chain.final_height >= peer.final:
                 break
-            self.syncing = peer.final > chain.final_height + SYNC_LAG
-            self.sync_target = peer.final if self.syncing else None
+            self._track(peer)
             now = time.monotonic()
             if now - logged >= SYNC_PROGRESS_S:
                 logged, rate = now, (chain.final_height - started) / (now - t0)
@@ -284,8 +281,16 @@ class Network:
         if chain.final_height > started + SYNC_LAG:
             log.info("synced final height %d -> %d from %s in %.1fs", started, chain.final_height,
                      peer.url, time.monotonic() - t0)
-        self.syncing = peer.final > chain.final_height + SYNC_LAG
-        self.sync_target = peer.final if self.syncing else None
+        self._track(peer)
+
+    @property
+    def syncing(self) -> bool:
+        return self.sync_target is not None
+
+    def _track(self, peer: Peer | None) -> None:
+        """Catching up to `peer`, if it is more than SYNC_LAG final blocks ahead of us."""
+        ahead = peer is not None and peer.final > self.service.chain.final_height + SYNC_LAG
+        self.sync_target = peer.final if ahead else None
 
     def _parse(self, data: bytes, peer: Peer) -> tuple[int, list]:
         try:

@@ -46,7 +46,7 @@ def test_two_votes_for_different_blocks_in_one_slot_are_a_double_vote():
     assert ev.targets == (a.block_id, b.block_id)
     assert ev.verify(ALICE_NODE.public_key)
     assert not ev.verify(keypair("alice").public_key)  # the account key is not the node key
-    assert Equivocation.parse(**{k: v for k, v in ev.body().items()}) == ev
+    assert Equivocation.parse(**ev.body()) == ev
 
 
 def test_two_signed_headers_for_one_slot_are_a_double_proposal():
