@@ -10,7 +10,8 @@ capped, so a slow or dead peer costs bounded memory; a peer that does not answer
 again (it catches up by sync). Nothing is passed on to a peer that the sender reported linked to
 itself: it sent the message there itself.
 
-Sync: every SYNC_INTERVAL_S the peers' `/v1/status` is read; when a peer is ahead, final blocks
+Sync: every SYNC_INTERVAL_S the peers' `/v1/status` is read (a peer that has not answered within
+that is left out until it does, its request still running); when a peer is ahead, final blocks
 with their votes, then the peer's non-final blocks, are pulled in batches and handed to the node
 service, which validates each block and finalizes only by its own vote count. A catch-up of more
 than SYNC_LAG blocks shows in `/v1/status` (`syncing`, `sync_target`) and logs its progress.
@@ -59,6 +60,7 @@ class Peer:
         self.votes: deque = deque(maxlen=MAX_QUEUED_MSGS)
         self.has_votes = asyncio.Event()
         self.dropped = 0
+        self.polling: asyncio.Task | None = None  # its status request, while unanswered
 
     def to_json(self) -> dict:
         return {"url": self.url, "name": self.name, "up": self.ok, "head": self.head,
@@ -106,9 +108,10 @@ class Network:
             self._tasks.append(loop.create_task(self._sync_loop()))
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        tasks = self._tasks + [p.polling for p in self.peers if p.polling is not None]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
         for peer in self.peers:
             await peer.client.aclose()
@@ -221,9 +224,20 @@ class Network:
             # unreachable, another chain, or an answer that is not a status: treat it as down
             self._mark_down(peer)
 
+    async def _poll_round(self) -> None:
+        """Ask every peer for its status and wait up to SYNC_INTERVAL_S for the answers. A peer
+        still silent then (paused, overloaded) keeps its request running in the background and
+        is not asked again until it answers; until then it is not a catch-up source, so one hung
+        peer does not hold every sync round for a whole request timeout."""
+        for peer in self.peers:
+            if peer.polling is None or peer.polling.done():
+                peer.polling = asyncio.create_task(self._poll(peer))
+        if self.peers:
+            await asyncio.wait([p.polling for p in self.peers], timeout=SYNC_INTERVAL_S)
+
     async def _sync_loop(self) -> None:
         while True:
-            await asyncio.gather(*[self._poll(p) for p in self.peers])
+            await self._poll_round()
             try:
                 await self._catch_up()
             except (httpx.HTTPError, ProtocolError) as e:
@@ -238,13 +252,15 @@ class Network:
         """Peers ahead of us by more than `margin` blocks (gossip fills a gap of one by itself),
         or, when our notarized head has not moved since the last round, peers whose notarized
         head is higher: we missed votes, and until we learn them we would refuse to vote for
-        blocks extending their notarized chain (and they for ours), stalling finality."""
+        blocks extending their notarized chain (and they for ours), stalling finality. Only peers
+        that answered their last status request count."""
         chain = self.service.chain
         final, tip = chain.final_height + margin, chain.tip().height + margin
         notarized = chain.head().height
         stalled = notarized == self._last_notarized
         self._last_notarized = notarized
-        return sorted((p for p in self.peers if p.ok and not self.guard.is_banned(p.name or p.url)
+        answered = [p for p in self.peers if p.ok and (p.polling is None or p.polling.done())]
+        return sorted((p for p in answered if not self.guard.is_banned(p.name or p.url)
                        and (p.final > final or p.head > tip or (stalled and p.notarized > notarized))),
                       key=lambda p: -p.final)
 

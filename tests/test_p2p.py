@@ -306,3 +306,39 @@ def test_a_failed_verify_worker_is_replaced_and_admission_still_verifies(service
             await service.stop()
 
     asyncio.run(go())
+
+
+def test_a_peer_that_does_not_answer_its_status_does_not_hold_the_sync_round(service, monkeypatch):
+    """A paused peer's status request stays open for the whole request timeout; the round goes on
+    without it after SYNC_INTERVAL_S, asks it nothing more until it answers, and does not pick it
+    to catch up from on the status it gave before."""
+    monkeypatch.setattr("p2p.gossip.SYNC_INTERVAL_S", 0.05)
+    doc = {"genesis_hash": service.genesis.hash.hex(), "head": {"height": 9}, "final": {"height": 8},
+           "notarized": {"height": 9}, "producer": None, "peers": []}
+
+    async def go():
+        release, asked = asyncio.Event(), []
+
+        async def hung(request):
+            asked.append(request.url.path)
+            await release.wait()
+            return httpx.Response(200, json=dict(doc, final={"height": 50}))
+
+        live, paused = Peer("http://live"), Peer("http://paused")
+        live.client = httpx.AsyncClient(base_url="http://live", transport=httpx.MockTransport(
+            lambda request: httpx.Response(200, json=doc)))
+        paused.client = httpx.AsyncClient(base_url="http://paused", transport=httpx.MockTransport(hung))
+        paused.ok, paused.final = True, 40  # what it said before it stopped answering
+        service.net.peers = [live, paused]
+        for _ in range(3):
+            await asyncio.wait_for(service.net._poll_round(), 2.0)
+        ahead = service.net._ahead(0)
+        release.set()
+        await paused.polling
+        return asked, live, ahead, service.net._ahead(0)
+
+    asked, live, ahead, after = asyncio.run(go())
+    assert asked == ["/v1/status"]  # one request, left running, not one per round
+    assert (live.ok, live.final) == (True, 8)
+    assert ahead == [live]
+    assert [p.url for p in after] == ["http://paused", "http://live"]  # it answered: final 50
