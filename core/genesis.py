@@ -4,11 +4,19 @@ Three layers of settings: protocol constants live in code (core.types), chain pa
 genesis.json into `ChainParams`, node settings (ports, data dir, peers, keys) are the node's own.
 """
 import json
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from core import codec
 from core.types import CHAIN_ID_RE, MAX_INT, is_name
+
+
+def now_ms() -> int:
+    """Wall-clock Unix time in ms: what slots, tx expiry and ages are reckoned in (never read
+    inside the state transition, which takes the block's timestamp)."""
+    return time.time_ns() // 1_000_000
+
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_GENESIS = ROOT / "genesis.json"

@@ -13,14 +13,11 @@ import httpx
 import msgpack
 
 from core.crypto import Keypair
+from core.genesis import now_ms
 from core.types import Tx, make_ticket
 
 DEFAULT_TTL_MS = 10 * 60 * 1000
 DEFAULT_NODE_URL = "http://127.0.0.1:8080"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Wallet:

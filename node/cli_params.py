@@ -3,12 +3,12 @@ helpers (cli.py and the node/cli_*.py command groups)."""
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import click
 
 from core.types import is_name
+from core.genesis import now_ms
 from core.wallet import DEFAULT_NODE_URL
 from node.config import read_key_file
 
@@ -27,10 +27,6 @@ def write_private_json(path: Path, doc) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(doc, indent=2) + "\n")
     os.chmod(path, 0o600)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class HexBytes(click.ParamType):

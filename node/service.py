@@ -23,7 +23,7 @@ import msgpack
 from consensus.chain import Chain
 from core import codec
 from core.errors import InvalidBlock, InvalidTx, ProtocolError
-from core.genesis import load_genesis
+from core.genesis import load_genesis, now_ms
 from core.types import Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
 from node.equivocation import EquivocationReporter
@@ -49,10 +49,6 @@ MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:
     return [tx.verify(key) for tx, key in pairs]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class NodeService:

@@ -17,9 +17,9 @@ from cli import cli
 from core.crypto import Keypair
 from core.devnet import dev_seed, load_dev_keys, make_devnet
 from core.errors import InvalidTx
-from core.genesis import DEFAULT_DEV_KEYS, load_genesis
+from core.genesis import DEFAULT_DEV_KEYS, load_genesis, now_ms
 from core.types import KINDS, Tx, is_ticket_valid
-from core.wallet import ApiError, Client, NodeUnreachable, Wallet, now_ms
+from core.wallet import ApiError, Client, NodeUnreachable, Wallet
 from node.config import read_key_file, write_key_file
 from tests.test_e2e_single import NodeProcess
 
