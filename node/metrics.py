@@ -34,7 +34,8 @@ class NodeMetrics:
                                        "When a block from a peer arrived, after its slot's start",
                                        buckets=SLOT_BUCKETS, registry=self.registry)
         self.finality = Histogram("chain_block_final_seconds",
-                                  "When a block became final here, after its slot's start",
+                                  "When a block became final here, after its slot's start (not while "
+                                  "catching up)",
                                   buckets=SLOT_BUCKETS, registry=self.registry)
         self.registry.register(_StateCollector(service, self))
 

@@ -366,7 +366,8 @@ class NodeService:
             for tx_id in ids:
                 self._wake(tx_id, "final")
             self.metrics.final_txs += len(ids)
-            self.metrics.finality.observe(self._into_slot_ms(final.slot) / 1000)
+            if not self.net.syncing:  # a catch-up finalizes old blocks: not how fast finality is
+                self.metrics.finality.observe(self._into_slot_ms(final.slot) / 1000)
         if finalized:
             log.debug("final height %d (slot %d) %+d ms into that slot", finalized[-1].height,
                       finalized[-1].slot, self._into_slot_ms(finalized[-1].slot))
