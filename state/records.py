@@ -55,10 +55,14 @@ class ProducerRecord:
     url: str
     approval: int = 0  # total stake of the members approving it
     registered_height: int = 0
+    previous_key: bytes = b""  # the node key it replaced last (b"": never changed)
+    key_changed_height: int = 0  # when it did
 
     def to_json(self, name: str) -> dict:
         return {"name": name, "node_key": self.node_key.hex(), "url": self.url,
-                "approval": self.approval, "registered_height": self.registered_height}
+                "approval": self.approval, "registered_height": self.registered_height,
+                "previous_node_key": self.previous_key.hex() or None,
+                "key_changed_height": self.key_changed_height or None}
 
 
 @dataclass(slots=True)

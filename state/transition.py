@@ -21,6 +21,9 @@ from state.rules import genesis_rules_writes
 from state.view import Journal, Layer
 
 Verifier = Callable[[Tx, bytes], bool]
+# a producer may change its node key once per this many blocks (10 minutes of 0.5 s slots): ample
+# time for a report of what it signed with the old key, which stays valid evidence until the next
+KEY_CHANGE_INTERVAL_BLOCKS = 1200
 
 
 def verify_signature(tx: Tx, public_key: bytes) -> bool:
@@ -219,6 +222,15 @@ def process_register_producer(j: Journal, tx: Tx, sender: Account, ctx: BlockCon
     record = ProducerRecord(tx.body["node_key"], tx.body["url"], registered_height=ctx.height)
     if existing is not None:  # re-registering updates the key and url, keeps approvals
         record.approval, record.registered_height = existing.approval, existing.registered_height
+        record.previous_key, record.key_changed_height = existing.previous_key, existing.key_changed_height
+        if record.node_key != existing.node_key:
+            # evidence signed with the key being replaced still convicts (see process_report_
+            # equivocation); one change per interval keeps a producer from rotating it out of reach
+            since = existing.key_changed_height
+            _require(not existing.previous_key or ctx.height >= since + KEY_CHANGE_INTERVAL_BLOCKS,
+                     "key_change_too_soon", f"{tx.sender} changed its node key at height {since}; "
+                     f"the next change is allowed from height {since + KEY_CHANGE_INTERVAL_BLOCKS}", 429)
+            record.previous_key, record.key_changed_height = existing.node_key, ctx.height
     _put(j, schema.producer_key(tx.sender), record)
 
 
@@ -231,8 +243,10 @@ def process_report_equivocation(j: Journal, tx: Tx, sender: Account, ctx: BlockC
     producer = get_producer(j, evidence.producer)
     # only a registered producer has a node key to check the messages with
     _require(producer is not None, "unknown_producer", f"{evidence.producer} is not a producer", 404)
-    # both messages signed with the producer's current node key
-    _require(evidence.verify(producer.node_key), "invalid_evidence",
+    # both messages signed with the producer's node key, or with the one it replaced last: a
+    # producer cannot escape a report by changing its key (at most 4 signature checks)
+    keys = (producer.node_key, producer.previous_key) if producer.previous_key else (producer.node_key,)
+    _require(any(evidence.verify(key) for key in keys), "invalid_evidence",
              f"the messages are not both signed with {evidence.producer}'s node key")
     # one record per producer: its first reported equivocation already bars it for good
     _require(not governance.has_equivocated(j, evidence.producer), "already_reported",

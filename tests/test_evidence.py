@@ -191,3 +191,36 @@ def test_a_node_that_sees_two_blocks_of_one_slot_reports_them_and_the_report_is_
     assert [(tx.sender, tx.body) for tx in reports] == [("bob", Equivocation.of_blocks(first, second).body())]
     block, layer, rejected = chain.build_block(keypair("bob"), "bob", slot + 1, reports)
     assert rejected == [] and T.get_equivocation(layer, "alice").reporter == "bob"
+
+
+def test_a_producer_cannot_change_its_key_out_of_reach_of_a_report(genesis):
+    """What a producer signed with the node key it replaced last still convicts it, and it may
+    change that key only once per KEY_CHANGE_INTERVAL_BLOCKS, so a report has that long to land."""
+    new, newer = node_keypair("alice-2"), node_keypair("alice-3")
+
+    def changed_once() -> World:
+        w = World(genesis)
+        w.do("alice", "register_producer", {"node_key": ALICE_NODE.public_key, "url": "http://moved"})
+        assert (w.producer("alice").previous_key, w.producer("alice").url) == (b"", "http://moved")
+        w.do("alice", "register_producer", {"node_key": new.public_key, "url": "http://a"})
+        assert (w.producer("alice").previous_key, w.producer("alice").key_changed_height) == (
+            ALICE_NODE.public_key, w.ctx.height)
+        return w
+
+    for key in (ALICE_NODE, new):  # signed before the change or after it: both convict
+        w = changed_once()
+        w.apply(report(w, Equivocation.of_votes(vote(1, key=key), vote(2, key=key))))
+        assert governance.has_equivocated(w.layer, "alice")
+    w = changed_once()
+    before = w.snapshot()
+    with pytest.raises(InvalidTx) as e:
+        w.do("alice", "register_producer", {"node_key": newer.public_key, "url": "http://a"})
+    assert (e.value.code, e.value.status) == ("key_change_too_soon", 429)
+    assert w.snapshot() == before
+    # an interval later it may change again; the key two changes back no longer verifies
+    w.ctx = dataclasses.replace(w.ctx, height=w.ctx.height + T.KEY_CHANGE_INTERVAL_BLOCKS)
+    w.do("alice", "register_producer", {"node_key": newer.public_key, "url": "http://a"})
+    assert w.producer("alice").previous_key == new.public_key
+    with pytest.raises(InvalidTx) as e:
+        w.apply(report(w, Equivocation.of_votes(vote(1), vote(2))))
+    assert e.value.code == "invalid_evidence"
