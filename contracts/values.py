@@ -95,6 +95,36 @@ def _import(v, depth: int) -> tuple[object, int]:
     if depth > MAX_DEPTH:
         raise VMFault("value_too_deep", f"values nest at most {MAX_DEPTH} deep")
     t = type(v)
+    if t is dict:  # first: the bulk of what hosts return are maps of scalars
+        n = len(v)
+        if n > MAX_CONTAINER_LEN:
+            check_len(n)
+        # a shallow copy; items that need no call are checked inline, as long as they may nest
+        # one level deeper; the others are replaced by their copies
+        out, size, inline = v.copy(), 8 + 16 * n, depth < MAX_DEPTH
+        for k, item in v.items():
+            tk = type(k)
+            if tk is str or tk is bytes:
+                size += 8 + len(k)
+            elif tk is not int:
+                raise VMFault("bad_value", f"map key of type {tk.__name__}")
+            ti = type(item)
+            if ti is str:
+                if inline and item.isascii():
+                    size += 8 + len(item)
+                    continue
+            elif ti is int:
+                if inline and INT_MIN <= item <= INT_MAX:
+                    continue
+            elif ti is bytes:
+                if inline:
+                    size += 8 + len(item)
+                    continue
+            elif (ti is bool or item is None) and inline:
+                continue
+            out[k], m = _import(item, depth + 1)
+            size += m
+        return out, size
     if t is int:
         return check_int(v), 0
     if t is bool or v is None:
@@ -103,31 +133,18 @@ def _import(v, depth: int) -> tuple[object, int]:
         return check_text(v), 8 + len(v)
     if t is bytes:
         return v, 8 + len(v)
-    # a shallow copy, then items that need no call (the bulk of what hosts return) are checked
-    # inline, as long as they may nest one level deeper; the others are replaced by their copies
-    inline = depth < MAX_DEPTH
-    if t is list or t is tuple:
-        check_len(len(v))
-        out, size, items = list(v), 8 + 8 * len(v), enumerate(v)
-    elif t is dict:
-        check_len(len(v))
-        out, size, items = v.copy(), 8 + 16 * len(v), v.items()
-        for k in v:
-            tk = type(k)
-            if tk is str or tk is bytes:
-                size += 8 + len(k)
-            elif tk is not int:
-                raise VMFault("bad_value", f"map key of type {tk.__name__}")
-    else:
+    if t is not list and t is not tuple:
         raise _bad(v)
-    for place, item in items:
+    check_len(len(v))
+    out, size, inline = list(v), 8 + 8 * len(v), depth < MAX_DEPTH
+    for place, item in enumerate(v):
         ti = type(item)
         if inline and (ti is str and item.isascii() or ti is bytes):
             size += 8 + len(item)
         elif not (inline and (ti is int and INT_MIN <= item <= INT_MAX or ti is bool
                               or item is None)):
-            out[place], n = _import(item, depth + 1)
-            size += n
+            out[place], m = _import(item, depth + 1)
+            size += m
     return out, size
 
 

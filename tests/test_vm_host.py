@@ -128,6 +128,83 @@ def test_import_value_copies_and_sizes():
     assert size == 40 + 9 + 9 + 24 + 10 + 9
 
 
+def _model(v, depth=0) -> int:
+    """The size model and the faults of a host value, as the README states them, walked plainly:
+    scalars first in canonical key order, a map's keys before its values."""
+    def fault(code):
+        raise VMFault(code, "")
+    if depth > MAX_DEPTH:
+        fault("value_too_deep")
+    t = type(v)
+    if t is bool or v is None:
+        return 0
+    if t is int:
+        return 0 if INT_MIN <= v <= INT_MAX else fault("int_overflow")
+    if t is str:
+        try:
+            v.encode()
+        except UnicodeEncodeError:
+            fault("bad_value")
+        return 8 + len(v)
+    if t is bytes:
+        return 8 + len(v)
+    if t in (list, tuple):
+        if len(v) > 4096:
+            fault("container_too_long")
+        return 8 + 8 * len(v) + sum(_model(x, depth + 1) for x in v)
+    if t is dict:
+        if len(v) > 4096:
+            fault("container_too_long")
+        if any(type(k) not in (int, str, bytes) for k in v):
+            fault("bad_value")
+        ordered = sorted(v, key=lambda k: ({int: 0, bytes: 1, str: 2}[type(k)], k))
+        return (8 + 16 * len(v) + sum(8 + len(k) for k in v if type(k) is not int)
+                + sum(_model(v[k], depth + 1) for k in ordered))
+    fault("bad_value")
+
+
+_HOST_KEYS = st.one_of(_KEYS, st.booleans(), st.floats(allow_nan=False), st.just("\udc00"))
+_HOST_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(2 * INT_MIN, 2 * INT_MAX), st.text(max_size=10),
+              st.binary(max_size=10), st.floats(allow_nan=False), st.just("\udc00x")),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.lists(inner, max_size=3).map(tuple),
+                            st.dictionaries(_HOST_KEYS, inner, max_size=5)),
+    max_leaves=20)
+
+
+def _deep(depth, leaf):
+    value = leaf
+    for i in range(depth):
+        value = {"k": value} if i % 2 else [value]
+    return value
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_HOST_VALUES, st.builds(_deep, st.integers(MAX_DEPTH - 1, MAX_DEPTH + 1),
+                                            st.one_of(st.integers(0, 3), st.just("t"), st.just([])))))
+def test_import_value_is_the_size_model_and_its_faults(value):
+    """Any host value: a private copy (no container shared) whose alloc size is the README's size
+    model, or the fault a plain walk in canonical order meets first."""
+    try:
+        expected = _model(value)
+    except VMFault as e:
+        with pytest.raises(VMFault) as info:
+            import_value(value)
+        assert info.value.code == e.code
+        return
+    copy, size = import_value(value)
+    assert size == expected
+
+    def same_and_private(a, b) -> bool:  # tuples become lists
+        if type(b) in (list, tuple):
+            return type(a) is list and a is not b and len(a) == len(b) and all(map(same_and_private, a, b))
+        if type(b) is dict:
+            return (type(a) is dict and a is not b and a.keys() == b.keys()
+                    and all(same_and_private(a[k], b[k]) for k in b))
+        return type(a) is type(b) and a == b
+    assert same_and_private(copy, value)
+
+
 def _host():
     host = DictHost(params={"p": 5})
     host.add_account("alice")
