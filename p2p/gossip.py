@@ -229,11 +229,13 @@ class Network:
         still silent then (paused, overloaded) keeps its request running in the background and
         is not asked again until it answers; until then it is not a catch-up source, so one hung
         peer does not hold every sync round for a whole request timeout."""
+        asked = []
         for peer in self.peers:
             if peer.polling is None or peer.polling.done():
                 peer.polling = asyncio.create_task(self._poll(peer))
-        if self.peers:
-            await asyncio.wait([p.polling for p in self.peers], timeout=SYNC_INTERVAL_S)
+                asked.append(peer.polling)
+        if asked:  # (a request left running from an earlier round is not waited for again)
+            await asyncio.wait(asked, timeout=SYNC_INTERVAL_S)
 
     async def _sync_loop(self) -> None:
         while True:
