@@ -21,8 +21,9 @@ SEEDS = [t.raw for t in TXS] + [BLOCK, VOTE]
 
 
 @st.composite
-def mutated(draw):
-    data = bytearray(draw(st.sampled_from(SEEDS)))
+def mutated(draw, seeds=tuple(SEEDS)):
+    """One of seeds with 1..4 random flips, cuts, inserts or deletes."""
+    data = bytearray(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(1, 4))):
         op = draw(st.sampled_from(["flip", "cut", "insert", "delete"]))
         i = draw(st.integers(0, max(0, len(data) - 1)))
