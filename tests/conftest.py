@@ -5,6 +5,7 @@ Nothing here reads the top-level genesis.json: keys come from sha256 of a name, 
 every test sees the same chain.
 """
 import hashlib
+import json
 from functools import lru_cache
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from core.crypto import Keypair
 from core.genesis import ChainParams, Genesis, Member, Producer
 from core.types import Tx, make_ticket
+from node.config import NodeConfig, write_key_file
+from node.service import NodeService
 from state import transition as T
 from state.kv import MemoryKV
 from state.view import Layer
@@ -124,3 +127,13 @@ def ticket(organizer, ref, attendee, chain_id=CHAIN_ID):
 @pytest.fixture
 def w(genesis):
     return World(genesis)
+
+
+@pytest.fixture
+def service(tmp_path):
+    """A node service producing as alice, on a MemoryKV, not started (no producer loop, no peers):
+    for requests straight into its ASGI app."""
+    (tmp_path / "genesis.json").write_text(json.dumps(make_genesis().to_json()))
+    write_key_file(tmp_path / "key.json", "alice", node_keypair("alice"))
+    return NodeService(NodeConfig(genesis=str(tmp_path / "genesis.json"),
+                                  key_file=str(tmp_path / "key.json")), kv=MemoryKV())

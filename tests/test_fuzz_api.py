@@ -14,9 +14,8 @@ from node.api import create_app
 from p2p.envelope import PeerGuard, seal
 from core.types import ZERO_HASH, Block, BlockHeader, Hash, Vote, merkle_root
 from tests.conftest import CHAIN_ID, make_tx
-from tests.test_fuzz_decoders import SEEDS, mutated
+from tests.test_fuzz_decoders import mutated
 from tests.test_p2p import ALICE, AppClient, fresh_tx
-from tests.test_p2p import service as service  # noqa: F401 (fixture)
 
 VALID_TX = fresh_tx("alice", "transfer", {"to": "bob", "amount": 1})
 OTHER_TX = fresh_tx("bob", "vote", {"post": "alice/hello", "weight": 100})

@@ -2,7 +2,6 @@
 that sends invalid data is ignored for a while; rate limits; txs are not echoed to their sender;
 sync serves final blocks with their votes."""
 import asyncio
-import json
 import os
 import signal
 import time
@@ -14,14 +13,13 @@ import pytest
 from core.crypto import Keypair
 from core.types import Block, Vote
 from node.api import create_app
-from node.config import NodeConfig, write_key_file
 from node.service import NodeService
 from node.verify_worker import NICE
 from p2p.envelope import PeerGuard, seal
 from p2p.gossip import Peer
 from state.kv import MemoryKV
 from state.transition import get_account
-from tests.conftest import CHAIN_ID, make_genesis, make_tx, node_keypair
+from tests.conftest import CHAIN_ID, make_tx, node_keypair
 
 ALICE = node_keypair("alice")
 
@@ -48,14 +46,6 @@ class AppClient:
 
     def get(self, path, **kw):
         return self._run("GET", path, **kw)
-
-
-@pytest.fixture
-def service(tmp_path):
-    (tmp_path / "genesis.json").write_text(json.dumps(make_genesis().to_json()))
-    write_key_file(tmp_path / "key.json", "alice", ALICE)
-    return NodeService(NodeConfig(genesis=str(tmp_path / "genesis.json"),
-                                  key_file=str(tmp_path / "key.json")), kv=MemoryKV())
 
 
 @pytest.fixture
