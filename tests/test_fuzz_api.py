@@ -2,6 +2,7 @@
 bodies, path segments and queries, on every endpoint, into the real ASGI app (in-process, no
 server). Every answer is below 500 and every refusal carries an error code; no block, vote or
 mempool entry comes of it."""
+import asyncio
 import json
 import urllib.parse
 
@@ -11,7 +12,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from node.api import create_app
+from node.service import NodeService
 from p2p.envelope import PeerGuard, seal
+from p2p.gossip import Peer
+from state.kv import MemoryKV
+from core.errors import ProtocolError
 from core.types import ZERO_HASH, Block, BlockHeader, Hash, Vote, merkle_root
 from tests.conftest import CHAIN_ID, make_tx
 from tests.test_fuzz_decoders import mutated
@@ -101,3 +106,43 @@ def test_a_valid_tx_still_gets_in_after_the_fuzzing(node):
     assert client.post("/v1/transactions", content=tx.raw).status_code == 202
     assert tx.id in service.mempool
     service.mempool.remove([tx.id])
+
+
+_SYNC: dict = {}
+
+
+def _sync_answer(service) -> tuple[bytes, list]:
+    """What GET /p2p/blocks of a node with 3 final blocks (and one not final) answers, and the ids
+    of those final blocks (made once: the same genesis and key make the same blocks)."""
+    if not _SYNC:
+        other = NodeService(service.config, kv=MemoryKV())
+        g = other.genesis
+        first = g.slot_at(g.genesis_time_ms + 60_000)
+        for slot in range(first, first + 4):
+            other.produce(slot)
+        _SYNC["answer"] = msgpack.packb(other.sync_entries(1, 10, 1 << 24))
+        _SYNC["final"] = [other.chain.final_block_id(h) for h in range(1, 4)]
+    return _SYNC["answer"], _SYNC["final"]
+
+
+@SETTINGS
+@given(data=st.data())
+def test_a_peer_answering_sync_with_anything_only_raises_protocol_errors(service, data):
+    """The catch-up client's side: a sync answer, mutated or random, is applied as far as it is
+    valid; whatever else it holds raises a ProtocolError (which ends the round), never anything
+    else (which would end the sync loop). What it accepted is a valid prefix of the chain."""
+    answer, final_ids = _sync_answer(service)
+    body = data.draw(st.one_of(mutated((answer,)), st.binary(max_size=200), BATCH))
+    fresh = NodeService(service.config, kv=MemoryKV())  # (the fixture lives across examples)
+    peer, net = Peer("http://peer"), fresh.net
+
+    async def go():
+        _, entries = net._parse(body, peer)
+        await net._apply(entries, peer)
+    try:
+        asyncio.run(go())
+    except ProtocolError as e:
+        event(e.code)
+    chain = fresh.chain
+    event(f"final height {chain.final_height}")
+    assert [chain.final_block_id(h) for h in range(1, chain.final_height + 1)] == final_ids[:chain.final_height]
