@@ -27,6 +27,43 @@ class NodeConfig:
     log_level: str = "info"
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        """Refuse a setting of the wrong type or range here, with its name, rather than as an
+        obscure failure once the node is running (a port of "abc" used to fail only at bind)."""
+        def bad(name: str, what: str):
+            raise ValueError(f"invalid config: {name} must be {what} (got {getattr(self, name)!r})")
+        for name in ("data_dir", "host", "genesis"):
+            if type(getattr(self, name)) is not str or not getattr(self, name):
+                bad(name, "a non-empty string")
+        if type(self.key_file) is not str:
+            bad("key_file", "a path (a string)")
+        if type(self.port) is not int or not 1 <= self.port <= 65535:
+            bad("port", "an integer 1..65535")
+        if (type(self.peers) is not tuple
+                or not all(type(u) is str and u.startswith(("http://", "https://")) for u in self.peers)):
+            bad("peers", "a list of http:// or https:// URLs")
+        if type(self.peer_keys) is not dict or not all(
+                type(n) is str and type(k) is str and len(k) == 64 and _is_hex(k) for n, k in self.peer_keys.items()):
+            bad("peer_keys", "a table of node name = 64 hex digits of its public key")
+        for name in ("mempool_max_txs", "mempool_max_bytes"):
+            if type(getattr(self, name)) is not int or getattr(self, name) <= 0:
+                bad(name, "a positive integer")
+        if type(self.log_level) is not str or self.log_level.lower() not in LOG_LEVELS:
+            bad("log_level", "one of " + ", ".join(LOG_LEVELS))
+        if type(self.extra) is not dict:
+            bad("extra", "a table")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _is_hex(s: str) -> bool:
+    try:
+        bytes.fromhex(s)
+    except ValueError:
+        return False
+    return True
+
 
 def load_config(path: str | None = None, **overrides) -> NodeConfig:
     """Read a TOML config (if given) and apply non-None overrides; unknown keys are an error."""
@@ -39,7 +76,7 @@ def load_config(path: str | None = None, **overrides) -> NodeConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys: {', '.join(unknown)}")
-    if "peers" in values:
+    if type(values.get("peers")) is list:
         values["peers"] = tuple(values["peers"])
     return replace(NodeConfig(), **values)
 
