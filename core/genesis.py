@@ -90,9 +90,11 @@ class Genesis:
                 raise ValueError("rules parameters are integers in 0..2^63-1")
             g = cls(doc["chain_id"], int(doc["genesis_time_ms"]), params, members, producers,
                     rules_params)
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"invalid genesis: {e}") from None
-        if not CHAIN_ID_RE.fullmatch(g.chain_id):
+        except KeyError as e:
+            raise ValueError(f"invalid genesis: missing field {e.args[0]!r}") from None
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ValueError(f"invalid genesis: a field of the wrong type or value ({e})") from None
+        if type(g.chain_id) is not str or not CHAIN_ID_RE.fullmatch(g.chain_id):
             raise ValueError("invalid genesis: chain_id")
         names = [m.name for m in members]
         if len(set(names)) != len(names) or not all(is_name(n) for n in names):
@@ -121,4 +123,10 @@ class Genesis:
 
 def load_genesis(path: Path | str | None = None) -> Genesis:
     path = Path(path) if path else DEFAULT_GENESIS
-    return Genesis.from_json(json.loads(path.read_text()))
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"invalid genesis: {path} is not JSON ({e})") from None
+    if type(doc) is not dict:
+        raise ValueError(f"invalid genesis: {path} holds no JSON object")
+    return Genesis.from_json(doc)

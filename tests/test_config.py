@@ -1,9 +1,13 @@
-"""The operator's config file: read with command-line overrides; a setting of the wrong type or
-range is refused before anything starts, naming the setting."""
+"""The operator's inputs: the config file, read with command-line overrides, and the genesis file.
+A setting of the wrong type or range, or a malformed genesis, is refused before anything starts,
+with a message that says what is wrong."""
+import json
+
 import pytest
 from click.testing import CliRunner
 
 from cli import cli
+from core.genesis import DEFAULT_GENESIS, load_genesis
 from node.config import NodeConfig, load_config
 
 
@@ -52,3 +56,29 @@ def test_node_run_with_a_bad_config_is_a_usage_error_before_it_starts(tmp_path):
     assert result.exit_code == 2
     assert "invalid config: port must be an integer 1..65535 (got 80808080)" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def _genesis_with(**changes) -> dict:
+    doc = json.loads(DEFAULT_GENESIS.read_text())
+    doc.update(changes)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+@pytest.mark.parametrize("text,message", [
+    ("not json", "is not JSON"),
+    ("[1, 2]", "holds no JSON object"),
+    (json.dumps(_genesis_with(members=None)), "missing field 'members'"),
+    (json.dumps(_genesis_with(members=5)), "a field of the wrong type or value"),
+    (json.dumps(_genesis_with(chain_id=5)), "chain_id"),
+    (json.dumps(_genesis_with(genesis_time_ms="soon")), "a field of the wrong type or value"),
+    (json.dumps(_genesis_with(params={"block_interval_ms": "fast"})), "a field of the wrong type or value"),
+    (json.dumps(_genesis_with(members=[{"name": "a"}])), "missing field 'public_key'"),
+])
+def test_a_malformed_genesis_is_refused_with_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "genesis.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
+        load_genesis(path)
+    assert str(e.value).startswith("invalid genesis") and message in str(e.value)
+    result = CliRunner().invoke(cli, ["node", "run", "--genesis", str(path), "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "invalid genesis" in result.output
