@@ -2,6 +2,7 @@
 that sends invalid data is ignored for a while; rate limits; txs are not echoed to their sender;
 sync serves final blocks with their votes."""
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -11,9 +12,9 @@ import msgpack
 import pytest
 
 from core.crypto import Keypair
-from core.types import Block, Vote
+from core.types import Block, Hash, Vote
 from node.api import create_app
-from node.service import NodeService
+from node.service import MAX_ORPHAN_VOTES, MAX_ORPHAN_VOTES_PER_SOURCE, NodeService
 from node.verify_worker import NICE
 from p2p.envelope import PeerGuard, seal
 from p2p.gossip import Peer
@@ -332,3 +333,22 @@ def test_a_peer_that_does_not_answer_its_status_does_not_hold_the_sync_round(ser
     assert (live.ok, live.final) == (True, 8)
     assert ahead == [live]
     assert [p.url for p in after] == ["http://paused", "http://live"]  # it answered: final 50
+
+
+def test_a_peer_flooding_votes_for_unknown_blocks_cannot_push_out_the_early_votes_of_others(service):
+    """Votes that arrive before their block wait for it, a bounded number per peer: a peer sending
+    votes for blocks that never come fills only its own share (in constant time per vote), and an
+    honest early vote is still counted when its block arrives."""
+    g = service.genesis
+    producer = NodeService(service.config, kv=MemoryKV())
+    producer.produce(g.slot_at(g.genesis_time_ms + 60_000))
+    node = producer.chain.tip()
+    follower = NodeService(dataclasses.replace(service.config, key_file=""), kv=MemoryKV())  # votes not
+    follower.on_vote(node.votes["alice"], source="bob")  # relayed by bob ahead of the block
+    for i in range(MAX_ORPHAN_VOTES + 100):  # more than all the buffer holds
+        follower.on_vote(Vote.create(ALICE, CHAIN_ID, Hash(i.to_bytes(32, "big")), 5, 7, "alice"),
+                         source="mallory")
+    assert sum(map(len, follower.orphan_votes.values())) == 1 + MAX_ORPHAN_VOTES_PER_SOURCE
+    assert follower.on_block(node.block, node.slot, source="bob")
+    assert list(follower.chain.nodes[node.id].votes) == ["alice"]  # the early vote, counted
+    assert node.id not in follower.orphan_votes and follower._orphans_from == {"mallory": MAX_ORPHAN_VOTES_PER_SOURCE}
