@@ -28,6 +28,7 @@ from core.types import Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
 from node.equivocation import EquivocationReporter
 from node.mempool import Mempool
+from node.orphans import OrphanVotes
 from node.metrics import NodeMetrics
 from node.store import LevelDBStore
 from node.verify_pool import VerifyError, VerifyPool
@@ -38,8 +39,6 @@ from state.view import Layer
 
 log = logging.getLogger("node")
 REJECTED_MEMORY = 100_000
-MAX_ORPHAN_VOTES = 4096  # votes that arrived before their block, kept until it does
-MAX_ORPHAN_VOTES_PER_SOURCE = 512  # of those, from one peer: a flood displaces only its own
 VERIFY_WORKERS = 2  # processes verifying txs for the mempool; threads for a block's txs
 MIN_OFFLOADED_VERIFY = 32  # fewer signatures than this are verified inline, on the event loop
 PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot's block to notarize
@@ -73,8 +72,7 @@ class NodeService:
         self.last_vote_slot = self._read_slot(schema.LAST_VOTE)
         self._task: asyncio.Task | None = None
         self.started_ms = now_ms()
-        self.orphan_votes: OrderedDict[bytes, list[tuple[Vote, str | None]]] = OrderedDict()
-        self._orphans_from: dict[str | None, int] = {}  # source -> how many of its votes wait
+        self.orphan_votes = OrphanVotes()
         self.verify_pool = VerifyPool(VERIFY_WORKERS)  # txs entering the mempool (node.verify_pool)
         self._verifying: dict[bytes, asyncio.Future] = {}  # tx id -> done when its batch is verified
         # a block's txs not seen by gossip: the event loop waits for them, so no GIL contention
@@ -326,7 +324,7 @@ class NodeService:
         for tx in block.txs:
             self._wake(tx.id, "included")
         self._maybe_vote(node, now_slot)
-        for vote, vote_source in self._take_orphans(block.id):
+        for vote, vote_source in self.orphan_votes.take(block.id):
             try:
                 self.on_vote(vote, vote_source)
             except ProtocolError as e:
@@ -348,36 +346,12 @@ class NodeService:
         self.metrics.votes_cast += 1
         self.on_vote(vote)
 
-    def _keep_orphan(self, vote: Vote, source: str | None) -> None:
-        """Keep a vote for a block not seen yet, in constant time: each source holds at most
-        MAX_ORPHAN_VOTES_PER_SOURCE (a peer sending votes for blocks that never come fills only
-        its own share: it cannot push out the early votes of others), all at most
-        MAX_ORPHAN_VOTES, the oldest blocks' votes dropped first."""
-        waiting = self._orphans_from.get(source, 0)
-        if waiting >= MAX_ORPHAN_VOTES_PER_SOURCE:
-            return
-        self._orphans_from[source] = waiting + 1
-        self.orphan_votes.setdefault(vote.block_id, []).append((vote, source))
-        total = sum(self._orphans_from.values())  # one entry per source: peers and None
-        while total > MAX_ORPHAN_VOTES:
-            total -= len(self._forget(self.orphan_votes.popitem(last=False)[1]))
-
-    def _take_orphans(self, block_id: bytes) -> list[tuple[Vote, str | None]]:
-        return self._forget(self.orphan_votes.pop(block_id, []))
-
-    def _forget(self, entries: list[tuple[Vote, str | None]]) -> list[tuple[Vote, str | None]]:
-        for _, source in entries:
-            self._orphans_from[source] -= 1
-            if not self._orphans_from[source]:
-                del self._orphans_from[source]
-        return entries
-
     def on_vote(self, vote: Vote, source: str | None = None, relay: bool = True) -> None:
         """Record a vote (raises InvalidVote), relay it if new, commit what became final. A vote
         for a block not seen yet waits for it (bounded)."""
         node = self.chain.nodes.get(vote.block_id)
         if node is None and vote.height > self.chain.final_height:
-            self._keep_orphan(vote, source)
+            self.orphan_votes.keep(vote, source)
             return
         is_new = node is not None and vote.voter not in node.votes
         was_notarized = node is not None and node.notarized

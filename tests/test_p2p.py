@@ -14,7 +14,8 @@ import pytest
 from core.crypto import Keypair
 from core.types import Block, Hash, Vote
 from node.api import create_app
-from node.service import MAX_ORPHAN_VOTES, MAX_ORPHAN_VOTES_PER_SOURCE, NodeService
+from node.orphans import MAX_ORPHAN_VOTES, MAX_ORPHAN_VOTES_PER_SOURCE
+from node.service import NodeService
 from node.verify_worker import NICE
 from p2p.envelope import PeerGuard, seal
 from p2p.gossip import Peer
@@ -348,7 +349,8 @@ def test_a_peer_flooding_votes_for_unknown_blocks_cannot_push_out_the_early_vote
     for i in range(MAX_ORPHAN_VOTES + 100):  # more than all the buffer holds
         follower.on_vote(Vote.create(ALICE, CHAIN_ID, Hash(i.to_bytes(32, "big")), 5, 7, "alice"),
                          source="mallory")
-    assert sum(map(len, follower.orphan_votes.values())) == 1 + MAX_ORPHAN_VOTES_PER_SOURCE
+    assert len(follower.orphan_votes) == 1 + MAX_ORPHAN_VOTES_PER_SOURCE
     assert follower.on_block(node.block, node.slot, source="bob")
     assert list(follower.chain.nodes[node.id].votes) == ["alice"]  # the early vote, counted
-    assert node.id not in follower.orphan_votes and follower._orphans_from == {"mallory": MAX_ORPHAN_VOTES_PER_SOURCE}
+    assert follower.orphan_votes.take(node.id) == []  # handed over when the block came
+    assert len(follower.orphan_votes) == follower.orphan_votes.waiting_from("mallory") == MAX_ORPHAN_VOTES_PER_SOURCE
