@@ -153,10 +153,18 @@ class Testnet:
         return " | ".join(parts)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_testnet(n_nodes: int, directory: str, base_port: int) -> None:
-    """Start (or restart) an n-validator testnet in `directory`; print its status until Ctrl-C."""
+    """Start (or restart) an n-validator testnet in `directory`; print its status until Ctrl-C.
+    SIGTERM and SIGHUP (a `kill`, a closed terminal, a supervisor) stop it the same way: by default
+    they would end this process at once and leave the validators running, orphaned."""
     prepare(directory, n_nodes, base_port)
     net = Testnet(directory)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         net.start_all()
         print(f"testnet of {net.count} validators in {directory} (logs: node-*/node.log)")

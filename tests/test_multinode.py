@@ -4,8 +4,13 @@ survives one `kill -9` and stops without a 2/3+1 quorum, restarted nodes catch u
 vote again without ever double-voting, and a rules upgrade by governance changes awards from its
 effective height on, on every node."""
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
+import httpx
 import pytest
 
 from contracts import code_hash, compile_source
@@ -190,3 +195,34 @@ def test_a_rules_upgrade_changes_awards_from_its_effective_height_on_every_node(
             assert c.rules()["code_hash"] == new_hash
             assert c.account(early.name)["assets"]["content"] == 0
             assert c.account(late.name)["assets"]["content"] == 777
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_the_testnet_command_stops_its_validators_on_ctrl_c_or_kill(tmp_path, how):
+    """`python cli.py testnet` started as an operator would; Ctrl-C (SIGINT) or a plain `kill`
+    (SIGTERM, as a supervisor sends) stops every validator it started, not only itself."""
+    base = free_port_range(2)
+    cmd = [sys.executable, str(testnet.ROOT / "cli.py"), "testnet", "--nodes", "2",
+           "--dir", str(tmp_path / "tn"), "--base-port", str(base)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=testnet.ROOT)
+    urls = [f"http://127.0.0.1:{base + i}/v1/status" for i in range(2)]
+
+    def answering() -> list[bool]:
+        out = []
+        for url in urls:
+            try:
+                out.append(httpx.get(url, timeout=1).status_code == 200)
+            except httpx.HTTPError:
+                out.append(False)
+        return out
+    try:
+        wait_until(lambda: all(answering()), 30, "both validators up")
+        proc.send_signal(how)
+        assert proc.wait(timeout=20) is not None
+        wait_until(lambda: not any(answering()), 10, "both validators stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for line in subprocess.run(["pgrep", "-f", str(tmp_path / "tn")], capture_output=True,
+                                   text=True).stdout.split():
+            os.kill(int(line), signal.SIGKILL)  # whatever a failure left behind
