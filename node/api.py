@@ -271,7 +271,7 @@ def block_json(service: NodeService, ref: str) -> dict:
         node = chain.tip()
     elif ref == "final":
         node = chain.final
-    elif ref.isascii() and ref.isdigit() and len(ref) < 19:  # ("²".isdigit() is true)
+    elif ref.isdecimal() and len(ref) < 19:  # what int() reads ("²".isdigit() is true, int() refuses it)
         node = None
         n = chain.tip()
         while n is not None and n.height > int(ref) and not n.final:

@@ -62,7 +62,7 @@ class Time(click.ParamType):
         m = re.fullmatch(r"\+(\d+)([smhd])", value)
         if m:
             return now_ms() + int(m.group(1)) * self.UNITS[m.group(2)]
-        if value.isascii() and value.isdigit():
+        if value.isdecimal():
             return int(value)
         self.fail(f"{value!r}: use now, +N[s|m|h|d] or milliseconds since the epoch", param, ctx)
 

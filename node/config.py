@@ -5,6 +5,7 @@ genesis file and protocol constants from code.
 """
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -43,7 +44,7 @@ class NodeConfig:
                 or not all(type(u) is str and u.startswith(("http://", "https://")) for u in self.peers)):
             bad("peers", "a list of http:// or https:// URLs")
         if type(self.peer_keys) is not dict or not all(
-                type(n) is str and type(k) is str and len(k) == 64 and _is_hex(k) for n, k in self.peer_keys.items()):
+                type(n) is str and type(k) is str and _NODE_KEY_HEX.fullmatch(k) for n, k in self.peer_keys.items()):
             bad("peer_keys", "a table of node name = 64 hex digits of its public key")
         for name in ("mempool_max_txs", "mempool_max_bytes"):
             if type(getattr(self, name)) is not int or getattr(self, name) <= 0:
@@ -55,14 +56,7 @@ class NodeConfig:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-def _is_hex(s: str) -> bool:
-    try:
-        bytes.fromhex(s)
-    except ValueError:
-        return False
-    return True
+_NODE_KEY_HEX = re.compile(r"[0-9a-fA-F]{64}")  # (bytes.fromhex would also take spaces)
 
 
 def load_config(path: str | None = None, **overrides) -> NodeConfig:

@@ -15,7 +15,7 @@ def json_response(body, status: int = 200) -> Response:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or 413 `too_large` as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdecimal() and int(declared) > limit:
         raise Malformed("too_large", f"body of {declared} bytes > limit {limit}", status=413)
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -28,8 +28,8 @@ from core.types import Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
 from node.equivocation import EquivocationReporter
 from node.mempool import Mempool
-from node.orphans import OrphanVotes
 from node.metrics import NodeMetrics
+from node.orphans import OrphanVotes
 from node.store import LevelDBStore
 from node.verify_pool import VerifyError, VerifyPool
 from p2p.gossip import Network

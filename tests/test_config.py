@@ -33,6 +33,7 @@ def test_a_config_file_is_read_and_overrides_win(tmp_path):
     ('peers = "http://127.0.0.1:9001"', "peers"),
     ('peers = ["127.0.0.1:9001"]', "peers"),
     ('peer_keys = {watcher = "xyz"}', "peer_keys"),
+    ('peer_keys = {watcher = "' + "ab" * 31 + '  "}', "peer_keys"),  # 64 characters, 31 bytes
     ("mempool_max_txs = 0", "mempool_max_txs"),
     ('mempool_max_bytes = "big"', "mempool_max_bytes"),
     ('log_level = "loud"', "log_level"),
