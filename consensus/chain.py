@@ -5,6 +5,7 @@ state layer it produced, and are also persisted under `pending/` so a restart ca
 When a block becomes final, it and its non-final ancestors are written with their state diffs, tx
 index, votes and the new head in ONE atomic batch; branches that do not extend it are dropped.
 """
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -69,6 +70,13 @@ class VerifiedCache:
         return False
 
 
+# A producer's blocks for one slot applied as they arrive: the first, and a second (the evidence
+# of its equivocation). Any further one is held unapplied, in a bounded buffer, until producers
+# vote for it (see `Chain.hold_if_excess`).
+EAGER_BLOCKS_PER_SLOT = 2
+MAX_HELD_BLOCKS = 8
+
+
 class Chain:
     """Block tree + finality. All methods are synchronous and do no network I/O; time comes in as
     arguments."""
@@ -84,6 +92,9 @@ class Chain:
         # (producer, kind) -> the first conflicting pair seen of that kind (one proves it)
         self.evidence: dict[tuple[str, str], Equivocation] = {}
         self.on_evidence: Callable[[Equivocation], None] | None = None  # told of each new pair
+        # block id -> (a producer's excess block for a slot: its bytes and header, who verifiably
+        # voted for it so far)
+        self.held: OrderedDict[Hash, tuple[bytes, BlockHeader, set[str]]] = OrderedDict()
         for key, raw in self.kv.scan(schema.EVIDENCE):  # before recovery replays blocks and votes
             name, kind = key[len(schema.EVIDENCE):].decode().split("/")
             self.evidence[name, kind] = Equivocation.parse(kind, *msgpack.unpackb(raw))
@@ -247,6 +258,50 @@ class Chain:
         for i, tx in enumerate(block.txs):
             self.tx_blocks[tx.id] = (node, i)
         return node
+
+    def hold_if_excess(self, data: bytes, now_slot: int | None) -> bool:
+        """Hold block bytes, their txs not even decoded, if the block is its producer's third or
+        later for its slot (its header and signature checked first: InvalidBlock as `add_block`
+        would raise); True if held. Each block of an equivocating producer would otherwise be
+        decoded, verified and applied in full, so one producer could make every node do that as
+        fast as it signs blocks. Refusing them outright is not safe either: honest nodes that saw
+        one first vote for it, and it may be notarized; so a held block is released when `vouch`
+        counts enough votes for it."""
+        header, signature, block_id = Block.decode_head(data)
+        if block_id in self.held:
+            return True
+        if block_id in self.nodes or sum(1 for n in self._same_slot(header)
+                                         if n.header.producer == header.producer) < EAGER_BLOCKS_PER_SLOT:
+            return False
+        self.check_header(header, now_slot)
+        key = self.producer_key(header.producer)
+        if key is None or not header.verify(key, signature):
+            raise InvalidBlock("bad_signature", "block is not signed by its producer's key")
+        self.held[block_id] = (data, header, set())
+        while len(self.held) > MAX_HELD_BLOCKS:
+            self.held.popitem(last=False)
+        return True
+
+    def vouch(self, vote: Vote) -> bytes | None:
+        """Count a vote for a held block (InvalidVote if it is forged: its sender is punished like
+        any sender of a bad vote). Returns the block's bytes, no longer held, once n/3+1 of its
+        slot's producers voted for it: at least one of them is honest, so it may be notarized and
+        this node must be able to follow it. Its producer's own vote alone never releases it."""
+        entry = self.held.get(vote.block_id)
+        if entry is None:
+            return None
+        data, header, voters = entry
+        schedule = self.schedules.for_slot(header.slot)
+        if vote.voter in voters or vote.voter not in schedule or (vote.height, vote.slot) != (header.height, header.slot):
+            return None
+        key = self.producer_key(vote.voter)
+        if key is None or not vote.verify(key):
+            raise InvalidVote("bad_signature", "vote is not signed by the producer's key")
+        voters.add(vote.voter)
+        if len(voters) < len(schedule) // 3 + 1:
+            return None
+        del self.held[vote.block_id]
+        return data
 
     def _same_slot(self, header: BlockHeader) -> list[BlockNode]:
         return [n for n in self.nodes.values() if n.slot == header.slot and not n.final]

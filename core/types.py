@@ -305,6 +305,10 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+_UNPACK_ERRORS = (ValueError, TypeError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError,
+                  msgpack.ExtraData, UnicodeDecodeError)
+
+
 @dataclass(frozen=True, slots=True)
 class Block:
     header: BlockHeader
@@ -337,20 +341,22 @@ class Block:
             start = unpacker.tell()
             unpacker.skip()
             return Hash(codec.sha256(data[start:unpacker.tell()]))
-        except (ValueError, TypeError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError,
-                msgpack.ExtraData, UnicodeDecodeError):
+        except _UNPACK_ERRORS:
             return None
 
-    @classmethod
-    def decode(cls, data: bytes, tx_decoder=None) -> "Block":
-        """Canonical block bytes -> Block. Each tx is cut out by byte offsets (no re-encode) and
-        decoded by `tx_decoder` (default Tx.decode), which lets a caller reuse already-known txs."""
+    @staticmethod
+    def _open(data: bytes) -> msgpack.Unpacker:
         if len(data) > MAX_BLOCK_BYTES:
             raise InvalidBlock("too_large", f"block of {len(data)} bytes", status=413)
-        decode_tx = tx_decoder or Tx.decode
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, timestamp=0,
                                     max_buffer_size=len(data) + 1)
         unpacker.feed(data)
+        return unpacker
+
+    @staticmethod
+    def _read_head(unpacker: msgpack.Unpacker, data: bytes) -> tuple[BlockHeader, bytes, Hash]:
+        """The header (checked canonical), the signature (checked 64 bytes) and the block id, read
+        from an unpacker at the start of block bytes."""
         try:
             if unpacker.read_array_header() != 3:
                 raise InvalidBlock("malformed", "a block is [header, signature, txs]")
@@ -358,28 +364,47 @@ class Block:
             header_obj = unpacker.unpack()
             header_raw = data[start:unpacker.tell()]
             signature = unpacker.unpack()
+        except InvalidBlock:
+            raise
+        except _UNPACK_ERRORS as e:
+            raise InvalidBlock("malformed", f"not a valid block: {type(e).__name__}") from None
+        header = BlockHeader.from_list(header_obj)
+        if header.encode() != header_raw:
+            raise InvalidBlock("non_canonical", "block bytes differ from the canonical encoding")
+        if type(signature) is not bytes or len(signature) != crypto.SIG_LEN:
+            raise InvalidBlock("bad_signature", "block signature must be 64 bytes")
+        return header, signature, Hash(codec.sha256(header_raw))
+
+    @classmethod
+    def decode_head(cls, data: bytes) -> tuple[BlockHeader, bytes, Hash]:
+        """Header, signature and id of block bytes, without decoding its txs: enough to decide
+        whether to take the block at all (InvalidBlock as `decode` raises for these parts)."""
+        return cls._read_head(cls._open(data), data)
+
+    @classmethod
+    def decode(cls, data: bytes, tx_decoder=None) -> "Block":
+        """Canonical block bytes -> Block. Each tx is cut out by byte offsets (no re-encode) and
+        decoded by `tx_decoder` (default Tx.decode), which lets a caller reuse already-known txs."""
+        decode_tx = tx_decoder or Tx.decode
+        unpacker = cls._open(data)
+        header, signature, block_id = cls._read_head(unpacker, data)
+        try:
             count = unpacker.read_array_header()
             raws = []
             for _ in range(count):
                 start = unpacker.tell()
                 unpacker.skip()
                 raws.append(data[start:unpacker.tell()])
-        except InvalidBlock:
-            raise
-        except (ValueError, TypeError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError,
-                msgpack.ExtraData, UnicodeDecodeError) as e:
+        except _UNPACK_ERRORS as e:
             raise InvalidBlock("malformed", f"not a valid block: {type(e).__name__}") from None
         if unpacker.tell() != len(data):
             raise InvalidBlock("malformed", "trailing bytes after the block")
-        header = BlockHeader.from_list(header_obj)
-        if type(signature) is not bytes or len(signature) != crypto.SIG_LEN:
-            raise InvalidBlock("bad_signature", "block signature must be 64 bytes")
         try:
             txs = tuple(decode_tx(r) for r in raws)
         except (Malformed, InvalidTx) as e:
             raise InvalidBlock(e.code, f"tx in block: {e.message}") from None
-        block = cls(header, signature, txs, Hash(codec.sha256(header_raw)))
-        if header.encode() != header_raw or block.encode() != data:
+        block = cls(header, signature, txs, block_id)
+        if block.encode() != data:
             raise InvalidBlock("non_canonical", "block bytes differ from the canonical encoding")
         return block
 

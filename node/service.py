@@ -289,10 +289,12 @@ class NodeService:
         if Block.peek_id(data) in self.chain.nodes:
             return False  # relayed again by another peer: already held, skip decoding its txs
         started = time.perf_counter()
-        block = self.decode_block(data)
-        await self.preverify([tx for tx in block.txs if tx.id not in self.mempool], for_block=True)
-        decoded = time.perf_counter()
         try:
+            if self.chain.hold_if_excess(data, self.genesis.slot_at(now_ms())):
+                return False  # a producer's third or later block for a slot (see Chain.held)
+            block = self.decode_block(data)
+            await self.preverify([tx for tx in block.txs if tx.id not in self.mempool], for_block=True)
+            decoded = time.perf_counter()
             added = self.on_block(block, self.genesis.slot_at(now_ms()), source=source, relay=relay)
         except InvalidBlock as e:
             if e.code == "unknown_parent":
@@ -352,6 +354,12 @@ class NodeService:
         node = self.chain.nodes.get(vote.block_id)
         if node is None and vote.height > self.chain.final_height:
             self.orphan_votes.keep(vote, source)
+            released = self.chain.vouch(vote)
+            if released is not None:  # a held block enough producers voted for: follow it
+                try:
+                    self.on_block(self.decode_block(released), self.genesis.slot_at(now_ms()))
+                except InvalidBlock as e:  # e.g. its branch was dropped meanwhile: sync decides
+                    log.info("held block %s released but not added: %s", vote.block_id.hex()[:16], e)
             return
         is_new = node is not None and vote.voter not in node.votes
         was_notarized = node is not None and node.notarized

@@ -1,6 +1,7 @@
 """Equivocation evidence (core.evidence) and its report on chain (`report_equivocation`): a pair
 of conflicting messages checks out only when one producer signed both for one slot, and a reported
 producer is never elected again."""
+import asyncio
 import dataclasses
 import json
 import time
@@ -10,12 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.schedule import compute_schedule
-from core.errors import InvalidTx
+from core.errors import InvalidTx, InvalidVote
 from core.evidence import Equivocation, SignedHeader
 from core.genesis import Producer
 from core.types import ZERO_HASH, Block, BlockHeader, Hash, Vote
 from node.config import NodeConfig, write_key_file
 from node.service import NodeService
+from p2p.gossip import Peer
 from state import governance
 from state import transition as T
 from state.kv import MemoryKV
@@ -224,3 +226,45 @@ def test_a_producer_cannot_change_its_key_out_of_reach_of_a_report(genesis):
     with pytest.raises(InvalidTx) as e:
         w.apply(report(w, Equivocation.of_votes(vote(1), vote(2))))
     assert e.value.code == "invalid_evidence"
+
+
+def test_a_producers_third_block_for_a_slot_is_held_until_other_producers_vote_for_it(genesis, tmp_path):
+    """Every block of an equivocating producer used to be applied in full. Now the first two of a
+    slot are (the second is the evidence); a third is held unapplied, and applied once n/3+1 of
+    the slot's producers verifiably voted for it (here 2 of 4: its producer and one more), since
+    then an honest node voted for it and it may be notarized. A forged vote is refused."""
+    names = ("alice", "bob", "carol", "dave")
+    four = dataclasses.replace(genesis, producers=tuple(
+        Producer(n, keypair(n).public_key, f"http://{n}.test") for n in names))
+    (tmp_path / "genesis.json").write_text(json.dumps(four.to_json()))
+    service = NodeService(NodeConfig(genesis=str(tmp_path / "genesis.json"), key_file=""), kv=MemoryKV())
+    chain = service.chain
+    slot = four.slot_at(time.time_ns() // 1_000_000)
+    while chain.producer_for_slot(slot) != "alice":
+        slot -= 1  # (a block may be at most one slot ahead of now)
+    blocks = [chain.build_block(keypair("alice"), "alice", slot, [make_tx(
+        "carol", "transfer", {"to": "dave", "amount": 1 + i}, expires_at=four.slot_start_ms(slot) + 600_000)])[0]
+        for i in range(4)]
+    imported = [asyncio.run(service.import_block_bytes(b.encode(), source="bob")) for b in blocks]
+    assert imported == [True, True, False, False]
+    third, fourth = blocks[2].id, blocks[3].id
+    assert set(chain.held) == {third, fourth} and third not in chain.nodes
+    assert ("alice", "double_proposal") in chain.evidence
+
+    def vote(voter, key=None):
+        b = blocks[2]
+        return Vote.create(key or keypair(voter), CHAIN_ID, b.id, b.header.height, slot, voter)
+    service.on_vote(vote("alice"), source="bob")  # the equivocator's own vote: 1 of the 2 needed
+    assert third in chain.held
+    with pytest.raises(InvalidVote) as e:
+        service.on_vote(vote("bob", key=node_keypair("mallory")), source="carol")
+    assert e.value.code == "bad_signature" and third in chain.held
+    service.on_vote(vote("bob"), source="bob")
+    assert third not in chain.held and sorted(chain.nodes[third].votes) == ["alice", "bob"]
+    assert set(chain.held) == {fourth}
+    # a node that missed the votes for a held block learns them by sync, which sends each block
+    # with its votes: the block is released there
+    b = blocks[3]
+    votes = [Vote.create(keypair(v), CHAIN_ID, b.id, b.header.height, slot, v).to_list() for v in ("carol", "dave")]
+    asyncio.run(service.net._apply([[b.id, b.encode(), votes]], Peer("http://carol.test")))
+    assert not chain.held and sorted(chain.nodes[fourth].votes) == ["carol", "dave"]
