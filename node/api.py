@@ -20,14 +20,14 @@ from core import codec, types
 from core.errors import Malformed, ProtocolError
 from core.quorum import governance_quorum
 from core.types import Tx
-from node.http import json_response, read_body
+from node.http import MAX_BATCH_TXS, ClientLimits, json_response, read_body
 from node.metrics import CONTENT_TYPE_LATEST
 from node.service import NodeService
+from p2p.envelope import RateLimited
 from p2p.routes import make_p2p_router
 from state import governance, records, rules, schema, transition
 
 log = logging.getLogger("api")
-MAX_BATCH_TXS = 2000
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_JSON_TX_BYTES = 2 * types.MAX_TX_BYTES + 64
 MAX_WAIT_S = 120.0
@@ -46,35 +46,53 @@ async def submit_one(service: NodeService, body: bytes, content_type: str, wait:
 
 
 class FastSubmit:
-    """Serves POST /v1/transactions as a bare ASGI handler in front of FastAPI.
+    """The ASGI front of the node: the per-client limits of the wallet API (`ClientLimits`; the
+    `/p2p/` endpoints have their own), then POST /v1/transactions served as a bare handler.
 
     Single-tx submission is the hottest request a node serves; FastAPI's routing, dependency and
     middleware layers cost more CPU than decoding and verifying the tx. Everything else goes to
     the FastAPI app unchanged. Errors have the same shape and codes as the rest of the API."""
 
-    def __init__(self, app, service: NodeService):
+    def __init__(self, app, service: NodeService, limits: ClientLimits):
         self.app = app
         self.service = service
+        self.limits = limits
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] != "/v1/transactions" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"].startswith("/p2p/"):
+            return await self.app(scope, receive, send)
+        client = scope["client"][0] if scope.get("client") else None
+        try:
+            self.limits.admit_request(client)
+        except RateLimited as e:
+            return await _send_error(send, e)
+        if scope["path"] != "/v1/transactions" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         try:
             wait, timeout = parse_wait_query(scope["query_string"].decode("latin-1"))
             body = await read_asgi_body(receive, headers, MAX_JSON_TX_BYTES)
+            self.limits.admit_txs(client, 1)
             status, doc = await submit_one(self.service, body, headers.get(b"content-type", b"").decode("latin-1"),
                                            wait, timeout)
         except ProtocolError as e:
-            status, doc = e.status, {"error": {"code": e.code, "message": e.message}}
+            return await _send_error(send, e)
         except Exception:
             log.exception("unexpected error on POST /v1/transactions")
             status, doc = 500, {"error": {"code": "internal_error", "message": "the node failed on this request"}}
-        payload = json.dumps(doc, separators=(",", ":")).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
+        await _send_json(send, status, doc)
+
+
+async def _send_json(send, status: int, doc: dict) -> None:
+    payload = json.dumps(doc, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_error(send, e: ProtocolError) -> None:
+    await _send_json(send, e.status, {"error": {"code": e.code, "message": e.message}})
 
 
 async def read_asgi_body(receive, headers: dict, limit: int) -> bytes:
@@ -131,6 +149,8 @@ def parse_wait_query(query: str) -> tuple[str | None, float]:
 
 
 def create_app(service: NodeService) -> "FastSubmit":
+    limits = ClientLimits(service.config.api_requests_per_s, service.config.api_txs_per_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await service.start()
@@ -171,6 +191,7 @@ def create_app(service: NodeService) -> "FastSubmit":
             raise Malformed("malformed", "a batch is a msgpack array of signed-tx byte strings")
         if len(items) > MAX_BATCH_TXS:
             raise Malformed("too_large", f"at most {MAX_BATCH_TXS} txs per batch", status=413)
+        limits.admit_txs(request.client.host if request.client else None, len(items))
         decoded: list[Tx | ProtocolError] = []
         for raw in items:
             try:
@@ -262,7 +283,7 @@ def create_app(service: NodeService) -> "FastSubmit":
         return json_response({"height": tip.height, "producers": list(office),
                               "quorum": governance_quorum(len(office)), "proposals": proposals})
 
-    return FastSubmit(app, service)
+    return FastSubmit(app, service, limits)
 
 
 def block_json(service: NodeService, ref: str) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.crypto import Keypair
 from core.genesis import DEFAULT_GENESIS
+from node.http import MAX_BATCH_TXS
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class NodeConfig:
     peer_keys: dict = field(default_factory=dict)  # full node name -> node key hex, may push to us
     mempool_max_txs: int = 100_000
     mempool_max_bytes: int = 64 * 1024 * 1024
+    # per non-loopback client IP on the wallet API (node.http.ClientLimits); 0: no limit
+    api_requests_per_s: int = 100
+    api_txs_per_s: int = 2000
+    max_connections: int = 1000  # open HTTP connections at most (wallets and peers); then 503
     log_level: str = "info"
     extra: dict = field(default_factory=dict)
 
@@ -46,9 +51,14 @@ class NodeConfig:
         if type(self.peer_keys) is not dict or not all(
                 type(n) is str and type(k) is str and _NODE_KEY_HEX.fullmatch(k) for n, k in self.peer_keys.items()):
             bad("peer_keys", "a table of node name = 64 hex digits of its public key")
-        for name in ("mempool_max_txs", "mempool_max_bytes"):
+        for name in ("mempool_max_txs", "mempool_max_bytes", "max_connections"):
             if type(getattr(self, name)) is not int or getattr(self, name) <= 0:
                 bad(name, "a positive integer")
+        if type(self.api_requests_per_s) is not int or self.api_requests_per_s < 0:
+            bad("api_requests_per_s", "an integer >= 0 (0: no limit)")
+        # a whole batch must fit in the burst (twice the rate)
+        if type(self.api_txs_per_s) is not int or self.api_txs_per_s < 0 or 0 < 2 * self.api_txs_per_s < MAX_BATCH_TXS:
+            bad("api_txs_per_s", f"0 (no limit) or an integer >= {MAX_BATCH_TXS // 2}")
         if type(self.log_level) is not str or self.log_level.lower() not in LOG_LEVELS:
             bad("log_level", "one of " + ", ".join(LOG_LEVELS))
         if type(self.extra) is not dict:

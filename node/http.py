@@ -5,6 +5,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.errors import Malformed
+from p2p.envelope import RateLimited, TokenBucket
+
+MAX_BATCH_TXS = 2000  # txs in one POST /v1/transactions/batch at most
 
 
 def json_response(body, status: int = 200) -> Response:
@@ -24,3 +27,45 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise Malformed("too_large", f"body > limit {limit} bytes", status=413)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def is_loopback(host: str) -> bool:
+    return host.startswith(("127.", "::ffff:127.")) or host == "::1"
+
+
+class ClientLimits:
+    """Per-client budgets on the wallet API: requests, and txs submitted, per second, each with a
+    burst of twice that, so that one wallet or script in a loop cannot take the event loop that
+    consensus shares (429 `rate_limited`). A rate of 0 is no limit. Clients are told apart by IP
+    address; loopback clients (local tools, tests, the bench) are not limited, so a node behind a
+    reverse proxy on its own host must be limited at the proxy. At most MAX_CLIENTS addresses are
+    tracked, the longest known dropped first."""
+
+    MAX_CLIENTS = 4096
+
+    def __init__(self, requests_per_s: int, txs_per_s: int):
+        self.requests_per_s, self.txs_per_s = requests_per_s, txs_per_s
+        self.buckets: dict[str, tuple[TokenBucket | None, TokenBucket | None]] = {}
+
+    def _buckets(self, client: str | None) -> tuple[TokenBucket | None, TokenBucket | None]:
+        if client is None or is_loopback(client):
+            return None, None
+        pair = self.buckets.get(client)
+        if pair is None:
+            if len(self.buckets) >= self.MAX_CLIENTS:
+                self.buckets.pop(next(iter(self.buckets)))
+            pair = self.buckets[client] = tuple(
+                TokenBucket(rate, 2 * rate) if rate else None for rate in (self.requests_per_s, self.txs_per_s))
+        return pair
+
+    def admit_request(self, client: str | None) -> None:
+        requests = self._buckets(client)[0]
+        if requests is not None and not requests.take():
+            raise RateLimited("rate_limited", f"more than {self.requests_per_s} requests a second "
+                              f"from {client}: retry later")
+
+    def admit_txs(self, client: str | None, count: int) -> None:
+        txs = self._buckets(client)[1]
+        if txs is not None and not txs.take(count):
+            raise RateLimited("rate_limited", f"more than {self.txs_per_s} txs a second from "
+                              f"{client}: retry later")

@@ -480,4 +480,5 @@ def run_node(config: NodeConfig) -> None:
     gc.freeze()  # what start-up built lives as long as the node: keep it out of every collection
     gc.set_threshold(50_000, 20, 20)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools", timeout_graceful_shutdown=2)
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=2,
+                limit_concurrency=config.max_connections)

@@ -38,6 +38,9 @@ def test_a_config_file_is_read_and_overrides_win(tmp_path):
     ('mempool_max_bytes = "big"', "mempool_max_bytes"),
     ('log_level = "loud"', "log_level"),
     ('data_dir = ""', "data_dir"),
+    ("api_requests_per_s = -1", "api_requests_per_s"),
+    ("api_txs_per_s = 999", "api_txs_per_s"),  # a full batch (2000) would never fit its burst
+    ("max_connections = 0", "max_connections"),
     ("key_file = 5", "key_file"),
 ])
 def test_a_setting_of_the_wrong_type_or_range_is_refused_by_name(tmp_path, line, setting):
