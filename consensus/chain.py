@@ -95,6 +95,7 @@ class Chain:
         # block id -> (a producer's excess block for a slot: its bytes and header, who verifiably
         # voted for it so far)
         self.held: OrderedDict[Hash, tuple[bytes, BlockHeader, set[str]]] = OrderedDict()
+        self.blocks_held = 0  # how many blocks were ever held (a metric)
         for key, raw in self.kv.scan(schema.EVIDENCE):  # before recovery replays blocks and votes
             name, kind = key[len(schema.EVIDENCE):].decode().split("/")
             self.evidence[name, kind] = Equivocation.parse(kind, *msgpack.unpackb(raw))
@@ -278,6 +279,7 @@ class Chain:
         if key is None or not header.verify(key, signature):
             raise InvalidBlock("bad_signature", "block is not signed by its producer's key")
         self.held[block_id] = (data, header, set())
+        self.blocks_held += 1
         while len(self.held) > MAX_HELD_BLOCKS:
             self.held.popitem(last=False)
         return True

@@ -72,6 +72,8 @@ class _StateCollector:
         yield _counter("chain_blocks_produced", "Blocks this node produced", m.produced)
         yield _counter("chain_blocks_imported", "Blocks from peers or sync added to the tree", m.imported)
         yield _counter("chain_votes_cast", "Votes this node signed", m.votes_cast)
+        yield _counter("chain_blocks_held", "A producer's third or later blocks for one slot, held "
+                       "until enough producers vote for them", chain.blocks_held)
         heights = GaugeMetricFamily("chain_height", "Height of the head, notarized and final block", labels=["block"])
         heights.add_metric(["head"], chain.tip().height)
         heights.add_metric(["notarized"], chain.head().height)

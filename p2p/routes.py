@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from core import codec, types
 from core.errors import InvalidBlock, InvalidTx, InvalidVote, Malformed, ProtocolError
-from core.types import Tx, Vote
+from core.types import Block, Tx, Vote
 from node.http import json_response, read_body
 from p2p.envelope import is_penalized, open_envelope
 
@@ -79,7 +79,9 @@ def make_p2p_router(service) -> APIRouter:
             log.debug("block from %s refused: %s", sender, e)
             punish(sender, e)
             return json_response({"status": e.code}, 202)
-        return json_response({"status": "accepted" if new else "known"}, 202)
+        if new:
+            return json_response({"status": "accepted"}, 202)
+        return json_response({"status": "held" if Block.peek_id(body) in service.chain.held else "known"}, 202)
 
     @router.post("/votes")
     async def post_votes(request: Request):
