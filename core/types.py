@@ -18,6 +18,11 @@ Slot = NewType("Slot", int)
 Hash = NewType("Hash", bytes)
 
 VERSION = 1
+# The state transition and the peer protocol. Nodes of two versions may compute different state
+# for one block, so they neither gossip with nor sync from each other (`/v1/status` says which
+# version a node runs). Bumped with any change that would make two nodes disagree.
+# 2: producer records keep the key they replaced (equivocation reports survive a key change).
+PROTOCOL_VERSION = 2
 MAX_TX_BYTES = 16 * 1024
 MAX_BODY_TEXT = 8 * 1024
 MAX_TAGS = 5

@@ -24,7 +24,7 @@ from consensus.chain import Chain
 from core import codec
 from core.errors import InvalidBlock, InvalidTx, ProtocolError
 from core.genesis import load_genesis, now_ms
-from core.types import Block, Tx, Vote
+from core.types import PROTOCOL_VERSION, Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
 from node.equivocation import EquivocationReporter
 from node.mempool import Mempool
@@ -459,6 +459,7 @@ class NodeService:
         head, final = self.chain.tip(), self.chain.final
         return {
             "chain_id": self.genesis.chain_id, "genesis_hash": self.genesis.hash.hex(),
+            "protocol_version": PROTOCOL_VERSION,
             "head": {"height": head.height, "id": head.id.hex(), "slot": head.slot},
             "notarized": {"height": self.chain.head().height},
             "final": {"height": final.height, "id": final.id.hex()},

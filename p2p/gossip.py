@@ -25,7 +25,7 @@ import httpx
 import msgpack
 
 from core.errors import InvalidBlock, InvalidVote, Malformed, ProtocolError
-from core.types import Vote
+from core.types import PROTOCOL_VERSION, Vote
 from p2p.envelope import PeerGuard, is_penalized, seal
 from p2p.routes import MAX_VOTES_PER_BATCH
 
@@ -61,10 +61,11 @@ class Peer:
         self.has_votes = asyncio.Event()
         self.dropped = 0
         self.polling: asyncio.Task | None = None  # its status request, while unanswered
+        self.incompatible: str | None = None  # why we do not talk to it, if it answers
 
     def to_json(self) -> dict:
         return {"url": self.url, "name": self.name, "up": self.ok, "head": self.head,
-                "final": self.final}
+                "final": self.final, "incompatible": self.incompatible}
 
 
 class Network:
@@ -210,8 +211,9 @@ class Network:
         try:
             r = await peer.client.get("/v1/status")
             doc = r.json()
-            if doc["genesis_hash"] != self.service.genesis.hash.hex():
-                raise ValueError("peer runs another chain")
+            if not self._compatible(peer, doc):
+                self._mark_down(peer)
+                return
             heights = [doc[part]["height"] for part in ("head", "final", "notarized")]
             name, links = doc["producer"], [p["name"] for p in doc["peers"] if p["up"] and p["name"]]
             if (not all(type(h) is int for h in heights) or not (name is None or type(name) is str)
@@ -223,6 +225,21 @@ class Network:
         except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
             # unreachable, another chain, or an answer that is not a status: treat it as down
             self._mark_down(peer)
+
+    def _compatible(self, peer: Peer, doc: dict) -> bool:
+        """False for a peer that runs another chain or another protocol version: it is left
+        down, and the reason is logged once and shown in our status."""
+        if doc["genesis_hash"] != self.service.genesis.hash.hex():
+            why = f"it runs another chain ({doc.get('chain_id')!r}, genesis {str(doc['genesis_hash'])[:16]})"
+        elif doc.get("protocol_version") != PROTOCOL_VERSION:
+            why = (f"it runs protocol version {doc.get('protocol_version')}, this node "
+                   f"{PROTOCOL_VERSION}: upgrade the older one")
+        else:
+            why = None
+        if why is not None and why != peer.incompatible:
+            log.warning("not gossiping with or syncing from peer %s: %s", peer.url, why)
+        peer.incompatible = why
+        return why is None
 
     async def _poll_round(self) -> None:
         """Ask every peer for its status and wait up to SYNC_INTERVAL_S for the answers. A peer

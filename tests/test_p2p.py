@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from core.crypto import Keypair
-from core.types import Block, Hash, Vote
+from core.types import PROTOCOL_VERSION, Block, Hash, Vote
 from node.api import create_app
 from node.orphans import MAX_ORPHAN_VOTES, MAX_ORPHAN_VOTES_PER_SOURCE
 from node.service import NodeService
@@ -192,6 +192,13 @@ def test_a_relayed_tx_is_checked_for_signature_but_its_effects_wait_for_the_bloc
     assert service.tx_status(unfunded.id)["status"] == "rejected"
 
 
+def status_doc(service, **changes) -> dict:
+    """A peer's `/v1/status` answer, at final height 8, as far as the sync client reads it."""
+    return dict({"genesis_hash": service.genesis.hash.hex(), "protocol_version": PROTOCOL_VERSION,
+                 "head": {"height": 9}, "final": {"height": 8}, "notarized": {"height": 9},
+                 "producer": None, "peers": []}, **changes)
+
+
 @pytest.mark.parametrize("doc", [
     [], {"genesis_hash": "00"}, "text",
     {"head": {"height": "7"}, "final": {"height": 1}, "notarized": {"height": 1}, "producer": None, "peers": []},
@@ -203,7 +210,7 @@ def test_a_relayed_tx_is_checked_for_signature_but_its_effects_wait_for_the_bloc
 ])
 def test_a_peer_answering_a_malformed_status_is_marked_down(service, doc):
     if isinstance(doc, dict) and "head" in doc:
-        doc = dict(doc, genesis_hash=service.genesis.hash.hex())
+        doc = dict(doc, genesis_hash=service.genesis.hash.hex(), protocol_version=PROTOCOL_VERSION)
     peer = Peer("http://bob")
     peer.client = httpx.AsyncClient(base_url="http://bob",
                                     transport=httpx.MockTransport(lambda request: httpx.Response(200, json=doc)))
@@ -213,9 +220,8 @@ def test_a_peer_answering_a_malformed_status_is_marked_down(service, doc):
 
 
 def test_a_peer_status_gives_its_heights_name_and_links(service):
-    doc = {"genesis_hash": service.genesis.hash.hex(), "head": {"height": 7}, "final": {"height": 5},
-           "notarized": {"height": 6}, "producer": "bob",
-           "peers": [{"up": True, "name": "carol"}, {"up": False, "name": "dave"}, {"up": True, "name": None}]}
+    doc = status_doc(service, head={"height": 7}, final={"height": 5}, notarized={"height": 6}, producer="bob",
+                     peers=[{"up": True, "name": "carol"}, {"up": False, "name": "dave"}, {"up": True, "name": None}])
     peer = Peer("http://bob")
     peer.client = httpx.AsyncClient(base_url="http://bob",
                                     transport=httpx.MockTransport(lambda request: httpx.Response(200, json=doc)))
@@ -300,13 +306,44 @@ def test_a_failed_verify_worker_is_replaced_and_admission_still_verifies(service
     asyncio.run(go())
 
 
+def test_a_peer_of_another_chain_or_protocol_version_is_left_down_and_says_why(service, caplog):
+    """Nodes of two protocol versions may compute different state for one block: a peer whose
+    status names another version (or none: a node from before versions) or another genesis gets
+    nothing from us and is no catch-up source, with the reason logged once and in our status."""
+    answers = {"http://old": status_doc(service, protocol_version=None),
+               "http://newer": status_doc(service, protocol_version=PROTOCOL_VERSION + 1),
+               "http://other": status_doc(service, genesis_hash="00" * 32, chain_id="elsewhere"),
+               "http://same": status_doc(service)}
+
+    async def go():
+        service.net.peers = []
+        for url, doc in answers.items():
+            peer = Peer(url)
+            peer.client = httpx.AsyncClient(base_url=url, transport=httpx.MockTransport(
+                lambda request, doc=doc: httpx.Response(200, json=doc)))
+            service.net.peers.append(peer)
+        for _ in range(2):
+            await asyncio.wait_for(service.net._poll_round(), 2.0)
+        return {p.url: (p.ok, p.incompatible) for p in service.net.peers}, service.net._ahead(0)
+
+    with caplog.at_level("WARNING", logger="p2p"):
+        peers, ahead = asyncio.run(go())
+    assert peers["http://same"] == (True, None) and [p.url for p in ahead] == ["http://same"]
+    assert not any(peers[u][0] for u in ("http://old", "http://newer", "http://other"))
+    assert f"protocol version None, this node {PROTOCOL_VERSION}" in peers["http://old"][1]
+    assert f"protocol version {PROTOCOL_VERSION + 1}" in peers["http://newer"][1]
+    assert "another chain ('elsewhere'" in peers["http://other"][1]
+    assert len([r for r in caplog.records if "not gossiping with" in r.message]) == 3  # once each
+    assert service.status()["protocol_version"] == PROTOCOL_VERSION
+    assert [p["incompatible"] is None for p in service.status()["peers"]] == [False, False, False, True]
+
+
 def test_a_peer_that_does_not_answer_its_status_does_not_hold_the_sync_round(service, monkeypatch):
     """A paused peer's status request stays open for the whole request timeout; the round goes on
     without it after SYNC_INTERVAL_S, asks it nothing more until it answers, and does not pick it
     to catch up from on the status it gave before."""
     monkeypatch.setattr("p2p.gossip.SYNC_INTERVAL_S", 0.05)
-    doc = {"genesis_hash": service.genesis.hash.hex(), "head": {"height": 9}, "final": {"height": 8},
-           "notarized": {"height": 9}, "producer": None, "peers": []}
+    doc = status_doc(service)
 
     async def go():
         release, asked = asyncio.Event(), []
