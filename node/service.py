@@ -287,7 +287,7 @@ class NodeService:
         unknown parent it also asks the network to sync. Signatures of txs that did not reach
         us by gossip are verified off the event loop first."""
         if Block.peek_id(data) in self.chain.nodes:
-            return False  # relayed again by another peer: already held, skip decoding its txs
+            return False  # relayed again by another peer: already in the tree, skip decoding its txs
         started = time.perf_counter()
         try:
             if self.chain.hold_if_excess(data, self.genesis.slot_at(now_ms())):
