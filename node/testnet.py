@@ -181,11 +181,13 @@ def run_testnet(n_nodes: int, directory: str, base_port: int) -> None:
 
 
 def free_port_range(n: int) -> int:
-    """A base port with n free consecutive loopback ports from it on."""
+    """A base port with n free consecutive loopback ports from it on, below Linux's ephemeral
+    range (32768 up): between this check and the nodes' bind, no outgoing connection of a
+    running node can take one of them."""
     import random
     import socket
     for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
+        base = random.randrange(10000, 32768 - n)
         socks = []
         try:
             for i in range(n):
