@@ -136,9 +136,13 @@ class Client:
     """Synchronous client of one node's `/v1/` API. Usable as a context manager."""
 
     def __init__(self, base_url: str = DEFAULT_NODE_URL, timeout: float = 10.0,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, rate_limit_retries: int = 3,
+                 rate_limit_backoff_s: float = 0.5):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        # a request the node refused as over this client's rate (`429 rate_limited`, which
+        # changed nothing) is sent again after backoff, 2x backoff, 4x backoff... this many times
+        self.rate_limit_retries, self.rate_limit_backoff_s = rate_limit_retries, rate_limit_backoff_s
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -151,6 +155,17 @@ class Client:
         self.close()
 
     def _request(self, method: str, path: str, timeout: float | None = None, **kw) -> dict:
+        attempt = 0
+        while True:
+            try:
+                return self._request_once(method, path, timeout, **kw)
+            except ApiError as e:
+                if e.code != "rate_limited" or attempt >= self.rate_limit_retries:
+                    raise
+            time.sleep(self.rate_limit_backoff_s * 2 ** attempt)
+            attempt += 1
+
+    def _request_once(self, method: str, path: str, timeout: float | None, **kw) -> dict:
         try:
             r = self._http.request(method, path, timeout=timeout or self.timeout, **kw)
         except httpx.TransportError as e:

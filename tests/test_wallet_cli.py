@@ -144,6 +144,33 @@ def test_error_answers_raise_api_error_with_the_nodes_code():
     assert (e.value.status, e.value.code, e.value.message) == (409, "duplicate", "tx already in the chain")
 
 
+def test_a_rate_limited_request_is_sent_again_after_a_growing_backoff(alice, monkeypatch):
+    """429 rate_limited changed nothing at the node: the client waits and sends the same request
+    again, a bounded number of times; any other error is raised at once."""
+    sleeps, sent = [], []
+    monkeypatch.setattr("core.wallet.time.sleep", sleeps.append)
+    limited = (429, {"error": {"code": "rate_limited", "message": "retry later"}})
+    answers = iter([limited, limited, (202, {"id": "ab", "status": "pending"})])
+
+    def handler(request):
+        sent.append(request.content)
+        status, doc = next(answers)
+        return httpx.Response(status, json=doc)
+
+    tx = alice.stake(1)
+    assert mock_client(handler).submit(tx)["status"] == "pending"
+    assert sleeps == [0.5, 1.0] and sent == [tx.raw] * 3
+    sleeps.clear()
+    with pytest.raises(ApiError) as e:
+        mock_client(lambda r: httpx.Response(*limited[:1], json=limited[1])).status()
+    assert e.value.code == "rate_limited" and sleeps == [0.5, 1.0, 2.0]  # 3 retries, then raised
+    sleeps.clear()
+    banned = {"error": {"code": "peer_banned", "message": "ignored for a while"}}
+    with pytest.raises(ApiError):
+        mock_client(lambda r: httpx.Response(429, json=banned)).status()
+    assert sleeps == []
+
+
 def test_non_json_error_still_raises_api_error():
     with pytest.raises(ApiError) as e:
         mock_client(lambda r: httpx.Response(502, text="bad gateway")).status()
