@@ -92,11 +92,18 @@ class Testnet:
             self.wait_ready(i)
 
     def start_all(self, indices=None) -> None:
+        """Start the nodes and wait for each to answer; if one fails to, stop those this call
+        started before raising, so that none is left running without a caller to stop it."""
         indices = range(self.count) if indices is None else indices
         for i in indices:
             self.start(i, wait=False)
-        for i in indices:
-            self.wait_ready(i)
+        try:
+            for i in indices:
+                self.wait_ready(i)
+        except RuntimeError:
+            for i in indices:
+                self.stop(i)
+            raise
 
     def wait_ready(self, i: int, timeout_s: float = 30) -> None:
         deadline = time.time() + timeout_s

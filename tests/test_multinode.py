@@ -6,6 +6,7 @@ effective height on, on every node."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -226,3 +227,21 @@ def test_the_testnet_command_stops_its_validators_on_ctrl_c_or_kill(tmp_path, ho
         for line in subprocess.run(["pgrep", "-f", str(tmp_path / "tn")], capture_output=True,
                                    text=True).stdout.split():
             os.kill(int(line), signal.SIGKILL)  # whatever a failure left behind
+
+
+def test_a_node_that_cannot_start_takes_down_the_ones_started_with_it(tmp_path):
+    """If one node of `start_all` never answers (here its port is taken), the nodes that call
+    started are stopped before it raises: a test fixture or the testnet command that fails while
+    starting leaves no validator running with nobody to stop it."""
+    base = free_port_range(2)
+    prepare(tmp_path, 2, base, block_interval_ms=400)
+    tn = testnet.Testnet(tmp_path)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", base + 1))
+            taken.listen()
+            with pytest.raises(RuntimeError, match="node 1 exited"):
+                tn.start_all()
+        assert all(proc.poll() is not None for proc in tn.procs)
+    finally:
+        tn.stop_all()
