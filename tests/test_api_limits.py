@@ -115,11 +115,13 @@ def test_a_real_node_answers_503_beyond_its_open_connection_cap(tmp_path):
             except httpx.HTTPError:
                 time.sleep(0.2)
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
-        time.sleep(0.3)  # let the server accept them
+        # accepted in order: by the time this request is read, the server holds all three
         assert httpx.get(url, timeout=5).status_code == 503
         for s in idle:
             s.close()
-        time.sleep(0.3)
+        deadline = time.time() + 10  # until the server has seen them close
+        while httpx.get(url, timeout=5).status_code == 503 and time.time() < deadline:
+            time.sleep(0.1)
         assert httpx.get(url, timeout=5).status_code == 200
     finally:
         proc.terminate()
