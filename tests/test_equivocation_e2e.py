@@ -81,6 +81,8 @@ def test_an_equivocators_extra_blocks_are_held_and_the_validators_finalize_one_c
         # more on the same head
         time.sleep(max(0.0, (genesis.slot_start_ms(slot) - 150 - now_ms()) / 1000))
         follower.catch_up()
+        if chain.head().slot >= slot:
+            continue  # overslept (a loaded machine): this slot already has a notarized block here
         expires = genesis.slot_start_ms(slot) + 60_000
         for i in range(EXTRA_BLOCKS):
             tx = Tx.create(key, CHAIN_ID, "transfer", name, expires, {"to": payee, "amount": 1 + i}, salt=slot)
@@ -94,7 +96,8 @@ def test_an_equivocators_extra_blocks_are_held_and_the_validators_finalize_one_c
     assert attacked >= 1, "the equivocator had no slot (it may have been reported already)"
     # each validator saw four blocks of one slot, applied at most two of them and held the rest
     assert answers.count("held") >= attacked * VALIDATORS, answers
-    held = [scrape(url)[("chain_blocks_held_total", ())] for url in net.urls[:VALIDATORS]]
+    # (the equivocator's own node adds its own block without the check: it may hold fewer)
+    held = [scrape(net.urls[i])[("chain_blocks_held_total", ())] for i in range(VALIDATORS) if i != EQUIVOCATOR]
     assert all(n >= attacked for n in held), held
     assert {(e["producer"], e["kind"]) for e in evidence(net, range(VALIDATORS))} >= {(name, "double_proposal")}
     # and finality goes on, on one chain
