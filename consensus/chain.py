@@ -260,15 +260,15 @@ class Chain:
             self.tx_blocks[tx.id] = (node, i)
         return node
 
-    def hold_if_excess(self, data: bytes, now_slot: int | None) -> bool:
-        """Hold block bytes, their txs not even decoded, if the block is its producer's third or
-        later for its slot (its header and signature checked first: InvalidBlock as `add_block`
-        would raise); True if held. Each block of an equivocating producer would otherwise be
+    def hold_if_excess(self, data: bytes, header: BlockHeader, signature: bytes, block_id: Hash,
+                       now_slot: int | None) -> bool:
+        """Hold block bytes, their txs not even decoded (header, signature and id: from
+        `Block.decode_head`), if the block is its producer's third or later for its slot (its
+        header and signature checked first: InvalidBlock as `add_block` would raise); True if held. Each block of an equivocating producer would otherwise be
         decoded, verified and applied in full, so one producer could make every node do that as
         fast as it signs blocks. Refusing them outright is not safe either: honest nodes that saw
         one first vote for it, and it may be notarized; so a held block is released when `vouch`
         counts enough votes for it."""
-        header, signature, block_id = Block.decode_head(data)
         if block_id in self.held:
             return True
         if block_id in self.nodes or sum(1 for n in self._same_slot(header)

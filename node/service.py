@@ -286,11 +286,12 @@ class NodeService:
         """A block from a peer or from sync; True if it was new. Raises InvalidBlock; on an
         unknown parent it also asks the network to sync. Signatures of txs that did not reach
         us by gossip are verified off the event loop first."""
-        if Block.peek_id(data) in self.chain.nodes:
+        header, signature, block_id = Block.decode_head(data)
+        if block_id in self.chain.nodes:
             return False  # relayed again by another peer: already in the tree, skip decoding its txs
         started = time.perf_counter()
         try:
-            if self.chain.hold_if_excess(data, self.genesis.slot_at(now_ms())):
+            if self.chain.hold_if_excess(data, header, signature, block_id, self.genesis.slot_at(now_ms())):
                 return False  # a producer's third or later block for a slot (see Chain.held)
             block = self.decode_block(data)
             await self.preverify([tx for tx in block.txs if tx.id not in self.mempool], for_block=True)

@@ -27,13 +27,6 @@ TICKS_PER_SLOT = 10
 EQUIVOCATOR = "prod-a"
 
 
-class _NoVotes:
-    votes: dict = {}
-
-
-_NO_VOTES = _NoVotes()
-
-
 def conflicting_block(chain: Chain, slot: int) -> Block | None:
     """An empty block for `slot` on the head's parent instead of the head (a fork)."""
     parent = chain.head().parent
@@ -96,12 +89,15 @@ class Sim:
             for block, votes in msg:
                 fresh |= block.id not in chain.nodes and self.deliver(now, dest, block)
                 for vote in votes:
-                    fresh |= vote.voter not in chain.nodes.get(vote.block_id, _NO_VOTES).votes and self.deliver(now, dest, vote)
+                    node = chain.nodes.get(vote.block_id)
+                    if node is None or vote.voter not in node.votes:
+                        fresh |= self.deliver(now, dest, vote)
             return fresh
         try:
             if isinstance(msg, Block):
                 new = msg.id not in chain.nodes
-                if new and self.hold and chain.hold_if_excess(msg.encode(), now // TICKS_PER_SLOT):
+                if new and self.hold and chain.hold_if_excess(msg.encode(), msg.header, msg.signature, msg.id,
+                                                              now // TICKS_PER_SLOT):
                     return True  # a third or later block of its slot: held, as a node does
                 chain.add_block(msg, now // TICKS_PER_SLOT)
                 if new and self.relay and dest != EQUIVOCATOR:
