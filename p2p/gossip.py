@@ -144,8 +144,11 @@ class Network:
     def broadcast_block(self, block_bytes: bytes, source: str | None = None) -> None:
         if not self._can_send():
             return
+        targets = self._targets(source)
+        if not targets:
+            return  # a block relayed in a full mesh: sealing it (a hash of the whole block) is waste
         envelope = self._seal("block", block_bytes)
-        for peer in self._targets(source):
+        for peer in targets:
             peer.blocks.append(envelope)
             peer.has_blocks.set()
 
