@@ -2,7 +2,10 @@
 
 Each contract function becomes one Python function whose operand stack and locals are Python
 local variables: the verifier gives every instruction one stack height, so the value at height k
-is always the variable `s<k>`, and local i is `l<i>`. Control flow is a loop that dispatches on
+is the variable `s<k>`, and local i is `l<i>`. Within a basic block, a constant or a local pushed
+on the stack is not copied to its `s<k>` but written where it is consumed (`x = y + 1` becomes
+`l0 = l1 + 1`, with the int check); before a STORE to a local, the block's pending reads of it
+are copied out, and everything pending is copied out before control leaves the block. Control flow is a loop that dispatches on
 the pc of a jump target (`_b`); code between jump targets runs straight through. Each basic block
 starts with the metering of `Machine.enter_block`, inlined: its fixed gas, then its steps.
 Everything that computes on values calls the opcode functions of `handlers.py`, the same ones the
@@ -158,6 +161,9 @@ class _Function:
         self.starts = {start for start, _, _ in basic_blocks(fn)}
         self.targets = {0} | {arg for pc, (op, arg) in enumerate(fn.instrs)
                               if op in JUMPS and fn.heights[pc] is not None}
+        # stack slots pushed by CONST or LOAD and not yet written to their `s<k>`: height ->
+        # (Python expression: a constant's repr or a local's name, the constant or _NO_CONST)
+        self.pending: dict[int, tuple[str, object]] = {}
 
     def write(self) -> None:
         fn, out = self.fn, self.out
@@ -209,102 +215,141 @@ class _Function:
             for pc in range(start, end):
                 out.at = (self.index, pc)
                 self.instruction(pc, indent)
+            self.flush(indent)  # the next block reads its operands from `s<k>`
         end = blocks[-1][1]
         if self.fn.instrs[end - 1][0] not in (Op.JUMP, Op.RETURN):  # into the next segment
             out.emit(indent, f"_b = {end}")
             out.emit(indent, "continue")
 
-    def const_before(self, pc: int, default=None):
-        """The constant the previous instruction pushed, if it is a CONST in pc's basic block
-        (so it is the value on top of the stack at pc)."""
-        if pc in self.starts or self.fn.instrs[pc - 1][0] != Op.CONST:
-            return default
-        return self.program.consts[self.fn.instrs[pc - 1][1]]
+    def operand(self, k: int) -> str:
+        """The Python expression of stack slot k, taken off the pending operands."""
+        pending = self.pending.pop(k, None)
+        return f"s{k}" if pending is None else pending[0]
+
+    def const_at(self, k: int, default=None):
+        """The constant in stack slot k if a CONST of this block pushed it, else default."""
+        pending = self.pending.get(k)
+        return default if pending is None or pending[1] is _NO_CONST else pending[1]
+
+    def flush(self, indent: int, where=None) -> None:
+        """Write pending operands to their `s<k>` (all, or those `where(expression)` holds for)."""
+        for k in sorted(self.pending):
+            expression = self.pending[k][0]
+            if where is None or where(expression):
+                self.out.emit(indent, f"s{k} = {expression}")
+                del self.pending[k]
 
     def instruction(self, pc: int, indent: int) -> None:
+        """One instruction. Operands pushed by CONST and LOAD are not copied to a stack variable
+        but used where they are consumed (a local read later is still the value it had: a STORE
+        to it first writes out the pending reads of it); everything pending is written out before
+        control leaves the block (`flush`)."""
         fn = self.fn
         op, arg = fn.instrs[pc]
         h = fn.heights[pc]
-        top = f"s{h - 1}"
 
         def emit(line: str, deeper: int = 0) -> None:
             self.out.emit(indent + deeper, line)
 
         if op == Op.CONST:
-            emit(f"s{h} = {_const(self.program.consts[arg])}")
+            value = self.program.consts[arg]
+            self.pending[h] = (_const(value), value)
         elif op == Op.LOAD:
-            emit(f"s{h} = l{arg}")
             if pc in self.unchecked:
-                emit(f"if s{h} is U: raise unbound({fn.local_names[arg]!r})")
+                emit(f"if l{arg} is U: raise unbound({fn.local_names[arg]!r})")
+            self.pending[h] = (f"l{arg}", _NO_CONST)
         elif op == Op.STORE:
-            emit(f"l{arg} = {top}")
+            value = self.operand(h - 1)
+            self.flush(indent, lambda expression: expression == f"l{arg}")
+            emit(f"l{arg} = {value}")
         elif op == Op.POP:
-            pass
+            self.operand(h - 1)
         elif op == Op.JUMP:
+            self.flush(indent)
             emit(f"_b = {arg}")
             emit("continue")
         elif op in _CONDITIONAL:
-            emit(f"if {_CONDITIONAL[op]}{top}:")
+            if op == Op.JUMP_IF_FALSE:  # pops its operand on both paths
+                test = self.operand(h - 1)
+                self.flush(indent)
+            else:  # the operand stays on the stack where the jump goes
+                self.flush(indent)
+                test = f"s{h - 1}"
+            emit(f"if {_CONDITIONAL[op]}{test}:")
             emit(f"_b = {arg}", 1)
             emit("continue", 1)
         elif op == Op.FOR_ITER:
+            self.flush(indent)
+            top = f"s{h - 1}"
             emit(f"{top} = for_next({top})")
             emit(f"if {top} is DONE:")
             emit(f"_b = {arg}", 1)
             emit("continue", 1)
         elif op == Op.CALL:
             n = self.program.functions[arg].nparams
-            emit(f"s{h - n} = f{arg}(m{''.join(f', s{k}' for k in range(h - n, h))})")
+            args = "".join(f", {self.operand(k)}" for k in range(h - n, h))
+            emit(f"s{h - n} = f{arg}(m{args})")
         elif op == Op.RETURN:
+            value = self.operand(h - 1)
+            self.pending.clear()
             emit("m.depth -= 1")
             emit(f"m.stack_slots -= {self.slots}")
-            emit(f"return {top}")
+            emit(f"return {value}")
         elif op in (Op.BUILD_LIST, Op.BUILD_MAP):
             n = arg if op == Op.BUILD_LIST else 2 * arg
-            items = ", ".join(f"s{k}" for k in range(h - n, h))
+            items = ", ".join(self.operand(k) for k in range(h - n, h))
             emit(f"s{h - n} = {'build_list' if op == Op.BUILD_LIST else 'build_map'}(m, [{items}])")
-        elif op in (Op.EQ, Op.NE) and self.const_before(pc, _NO_CONST) is None:
+        elif op in (Op.EQ, Op.NE) and self.const_at(h - 1, _NO_CONST) is None:
             # `x == None` (how `x is None` compiles): op_eq is `is` when one side is None
-            emit(f"s{h - 2} = s{h - 2} is {'' if op == Op.EQ else 'not '}None")
+            self.operand(h - 1)
+            emit(f"s{h - 2} = {self.operand(h - 2)} is {'' if op == Op.EQ else 'not '}None")
         elif op in _INT_ARITH or op in _INT_COMPARE:
             # exactly what op_add, op_sub, op_mul, op_lt, op_eq... compute for two ints (and
             # op_add for two str), without the call
-            a = f"s{h - 2}"
-            emit(f"if type({a}) is int and type({top}) is int:")
+            b_int = type(self.const_at(h - 1)) is int
+            b, a, out = self.operand(h - 1), self.operand(h - 2), f"s{h - 2}"
+            emit(f"if type({a}) is int{'' if b_int else f' and type({b}) is int'}:")
             if op in _INT_ARITH:
-                emit(f"{a} = {a} {_INT_ARITH[op]} {top}", 1)
-                emit(f"if {a} > MAX or {a} < MIN: raise overflow()", 1)
+                emit(f"{out} = {a} {_INT_ARITH[op]} {b}", 1)
+                emit(f"if {out} > MAX or {out} < MIN: raise overflow()", 1)
             else:
-                emit(f"{a} = {a} {_INT_COMPARE[op]} {top}", 1)
-            if op == Op.ADD:
-                emit(f"elif type({a}) is str and type({top}) is str:")
-                emit(f"m.alloc(8 + len({a}) + len({top}))", 1)
-                emit(f"{a} = {a} + {top}", 1)
+                emit(f"{out} = {a} {_INT_COMPARE[op]} {b}", 1)
+            if op == Op.ADD and not b_int:
+                emit(f"elif type({a}) is str and type({b}) is str:")
+                emit(f"m.alloc(8 + len({a}) + len({b}))", 1)
+                emit(f"{out} = {a} + {b}", 1)
             emit("else:")
-            emit(f"{a} = {VALUE_OPS[op].__name__}(m, {a}, {top})", 1)
+            emit(f"{out} = {VALUE_OPS[op].__name__}(m, {a}, {b})", 1)
         elif op in _INT_PURE:
-            a = f"s{h - 2}"
-            positive = f" and {top} > 0" if op == Op.FLOORDIV else ""
-            emit(f"if type({a}) is int and type({top}) is int{positive}:")
-            emit(f"{a} = {_INT_PURE[op].format(a=a, b=top)}", 1)
+            b_int = type(self.const_at(h - 1)) is int
+            b, a, out = self.operand(h - 1), self.operand(h - 2), f"s{h - 2}"
+            check = f"type({a}) is int" + ("" if b_int else f" and type({b}) is int")
+            if op == Op.FLOORDIV and not (b_int and int(b) > 0):
+                check += f" and {b} > 0"
+            emit(f"if {check}:")
+            emit(f"{out} = {_INT_PURE[op].format(a=a, b=b)}", 1)
             emit("else:")
-            emit(f"{a} = {VALUE_OPS[op].__name__}(m, {a}, {top})", 1)
-        elif op in (Op.GET_ITEM, Op.SET_ITEM):
-            # what op_get_item / op_set_item do for a map and a text key it holds
-            key = self.const_before(pc)
-            key = repr(key) if type(key) is str else top
-            check = "" if key != top else f" and type({top}) is str"
-            c = f"s{h - 2}"
-            emit(f"if type({c}) is dict{check} and {key} in {c}:")
-            if op == Op.GET_ITEM:
-                emit(f"{c} = {c}[{key}]", 1)
-                emit("else:")
-                emit(f"{c} = op_get_item(m, {c}, {top})", 1)
-            else:
-                emit(f"{c}[{key}] = s{h - 3}", 1)
-                emit("else:")
-                emit(f"op_set_item(m, s{h - 3}, {c}, {top})", 1)
+            emit(f"{out} = {VALUE_OPS[op].__name__}(m, {a}, {b})", 1)
+        elif op == Op.GET_ITEM:
+            # what op_get_item does for a map and a text key it holds
+            text_key = type(self.const_at(h - 1)) is str
+            key, container, out = self.operand(h - 1), self.operand(h - 2), f"s{h - 2}"
+            check = "" if text_key else f" and type({key}) is str"
+            emit(f"if type({container}) is dict{check} and {key} in {container}:")
+            emit(f"{out} = {container}[{key}]", 1)
+            emit("else:")
+            emit(f"{out} = op_get_item(m, {container}, {key})", 1)
+        elif op == Op.SET_ITEM:
+            # what op_set_item does for a map and a text key it holds
+            text_key = type(self.const_at(h - 1)) is str
+            key, container, value = self.operand(h - 1), self.operand(h - 2), self.operand(h - 3)
+            check = "" if text_key else f" and type({key}) is str"
+            emit(f"if type({container}) is dict{check} and {key} in {container}:")
+            emit(f"{container}[{key}] = {value}", 1)
+            emit("else:")
+            emit(f"op_set_item(m, {value}, {container}, {key})", 1)
         else:
             k = SPECS[op].pops
-            call = f"{VALUE_OPS[op].__name__}(m{''.join(f', s{i}' for i in range(h - k, h))})"
+            args = [self.operand(i) for i in range(h - k, h)]
+            call = f"{VALUE_OPS[op].__name__}(m{''.join(f', {a}' for a in args)})"
             emit(f"s{h - k} = {call}" if SPECS[op].pushes else call)

@@ -120,6 +120,27 @@ def test_hand_written_bytecode_agrees():
     assert _same(skip)[0] == "ok"
 
 
+def test_a_local_read_before_it_is_overwritten_keeps_its_old_value():
+    """The translation uses a loaded local where the value is consumed, not where it is loaded:
+    a STORE to that local in between (same block, or across a branch) must not change what was
+    read. The compiler never emits this; bytecode from elsewhere may."""
+    def program(*instrs):
+        fn = FunctionCode("main", 0, ("x",), tuple(instrs), ((0, 1),))
+        return encode_program(Program((7, 5, True), (fn,)))
+
+    same_block = program((Op.CONST, 0), (Op.STORE, 0), (Op.LOAD, 0), (Op.CONST, 1), (Op.STORE, 0),
+                         (Op.LOAD, 0), (Op.BUILD_LIST, 2), (Op.RETURN, 0))
+    assert _same(same_block)[1].return_value == [7, 5]
+    across_a_branch = program((Op.CONST, 0), (Op.STORE, 0), (Op.LOAD, 0), (Op.CONST, 2),
+                              (Op.JUMP_IF_FALSE, 7), (Op.CONST, 1), (Op.STORE, 0), (Op.LOAD, 0),
+                              (Op.BUILD_LIST, 2), (Op.RETURN, 0))
+    assert _same(across_a_branch)[1].return_value == [7, 5]
+    kept_on_the_jump = program((Op.CONST, 0), (Op.STORE, 0), (Op.LOAD, 0), (Op.JUMP_IF_TRUE_OR_POP, 6),
+                               (Op.CONST, 1), (Op.RETURN, 0), (Op.CONST, 1), (Op.STORE, 0),
+                               (Op.LOAD, 0), (Op.BUILD_LIST, 2), (Op.RETURN, 0))
+    assert _same(kept_on_the_jump)[1].return_value == [7, 5]
+
+
 # -- block gas: what the README defines ------------------------------------------------------
 
 def test_a_block_is_charged_when_it_is_entered():
