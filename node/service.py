@@ -74,7 +74,8 @@ class NodeService:
         self.started_ms = now_ms()
         self.orphan_votes = OrphanVotes()
         self.verify_pool = VerifyPool(VERIFY_WORKERS)  # txs entering the mempool (node.verify_pool)
-        self._verifying: dict[bytes, asyncio.Future] = {}  # tx id -> done when its batch is verified
+        # tx id -> (the decoded tx, done when its batch is verified)
+        self._verifying: dict[bytes, tuple[Tx, asyncio.Future]] = {}
         # a block's txs not seen by gossip: the event loop waits for them, so no GIL contention
         self._block_verify_pool = ThreadPoolExecutor(VERIFY_WORKERS, thread_name_prefix="verify-block")
         self._build_s_per_tx = 50e-6  # measured on each block we build
@@ -147,7 +148,7 @@ class NodeService:
                 # the mempool, or a tx that two peers sent at once) is waited for, not verified twice
                 other = self._verifying.get(tx.id)
                 if other is not None:
-                    elsewhere.add(other)
+                    elsewhere.add(other[1])
                 else:
                     todo.append((tx, key))
         if len(todo) < MIN_OFFLOADED_VERIFY:
@@ -157,7 +158,7 @@ class NodeService:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         for tx, _ in todo:
-            self._verifying[tx.id] = done
+            self._verifying[tx.id] = (tx, done)
         try:
             chunks = [todo[i::VERIFY_WORKERS] for i in range(VERIFY_WORKERS)]
             if for_block:
@@ -176,7 +177,7 @@ class NodeService:
                         verified.add(tx, key)
         finally:
             for tx, _ in todo:
-                if self._verifying.get(tx.id) is done:
+                if self._verifying.get(tx.id, (None, None))[1] is done:
                     del self._verifying[tx.id]
             done.set_result(None)
         if elsewhere:
@@ -277,9 +278,14 @@ class NodeService:
                  (built - started) * 1000, (time.perf_counter() - built) * 1000)
 
     def decode_block(self, data: bytes) -> Block:
-        """Block bytes -> Block, reusing the decoded txs this node already holds in its mempool."""
+        """Block bytes -> Block, reusing the decoded txs this node already holds: in its mempool,
+        or on their way into it (their signatures being checked)."""
         def tx_decoder(raw: bytes) -> Tx:
-            return self.mempool.get(codec.sha256(raw)) or Tx.decode(raw)
+            tx_id = codec.sha256(raw)
+            held = self.mempool.get(tx_id)
+            if held is None:
+                held = self._verifying.get(tx_id, (None,))[0]
+            return held or Tx.decode(raw)
         return Block.decode(data, tx_decoder)
 
     async def import_block_bytes(self, data: bytes, source: str | None, relay: bool = True) -> bool:

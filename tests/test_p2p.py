@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from core.crypto import Keypair
-from core.types import PROTOCOL_VERSION, Block, Hash, Vote
+from core.types import PROTOCOL_VERSION, ZERO_HASH, Block, BlockHeader, Hash, Vote, merkle_root
 from node.api import create_app
 from node.orphans import MAX_ORPHAN_VOTES, MAX_ORPHAN_VOTES_PER_SOURCE
 from node.service import NodeService
@@ -278,6 +278,29 @@ def test_a_tx_being_verified_is_waited_for_not_verified_again(service, monkeypat
     key = get_account(service.chain.tip().layer, "bob").public_key
     assert all(service.chain.verified.has(tx, key) for tx in txs)
     assert service._verifying == {}
+
+
+def test_a_block_reuses_the_txs_being_verified_instead_of_decoding_them_again(service):
+    """A block that arrives while its txs are on their way into the mempool (their batch's
+    signatures being checked) takes those decoded txs, as it takes the mempool's."""
+    txs = [fresh_tx("bob", "stake", {"amount": 1 + i}) for i in range(64)]
+    header = BlockHeader(CHAIN_ID, 1, ZERO_HASH, 1, 1000, "alice", merkle_root([t.id for t in txs]),
+                         ZERO_HASH, 0)
+    data = Block.create(Keypair.generate(), header, tuple(txs)).encode()
+
+    async def go():
+        verifying = asyncio.ensure_future(service.preverify(txs))
+        try:
+            await asyncio.sleep(0)  # the batch is now with the verify workers
+            return set(service._verifying), service.decode_block(data).txs
+        finally:
+            await verifying
+            await service.stop()
+
+    in_flight, decoded = asyncio.run(go())
+    assert in_flight == {tx.id for tx in txs}
+    assert all(a is b for a, b in zip(decoded, txs))
+    assert all(a is not b for a, b in zip(service.decode_block(data).txs, txs))  # decoded anew
 
 
 @pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stopped"])
