@@ -27,6 +27,7 @@ import tempfile
 import time
 
 import msgpack
+from prometheus_client.parser import text_string_to_metric_families
 
 from core import codec
 from core.crypto import Keypair
@@ -129,6 +130,32 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(len(values) * q))], 3) if values else None
 
 
+def _signature_wait_median(net: Testnet, n_nodes: int) -> float | None:
+    """The median wait of tx batches for their signature checks on all nodes, from their
+    `chain_tx_signature_wait_seconds` histograms (interpolated within a bucket, as Prometheus'
+    histogram_quantile does)."""
+    buckets: dict[float, float] = {}
+    for i in range(n_nodes):
+        text = net.client.get(net.urls[i] + "/metrics").text
+        for family in text_string_to_metric_families(text):
+            if family.name == "chain_tx_signature_wait_seconds":
+                for sample in family.samples:
+                    if sample.name.endswith("_bucket"):
+                        bound = float(sample.labels["le"])
+                        buckets[bound] = buckets.get(bound, 0) + sample.value
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] == 0:
+        return None
+    half, below, lower = buckets[bounds[-1]] / 2, 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= half:
+            if bound == float("inf"):
+                return lower
+            return round(lower + (bound - lower) * (half - below) / (buckets[bound] - below), 3)
+        below, lower = buckets[bound], bound
+    return None
+
+
 def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_nodes: int = 4,
                   block_interval_ms: int = 500) -> dict:
     cores = os.cpu_count() or 1
@@ -145,6 +172,7 @@ def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_
             while min(net.status(i)["final"]["height"] for i in range(n_nodes)) < 2:
                 time.sleep(0.2)
             run = asyncio.run(_drive(net, raws, rate, batch_size, net.status(0)["final"]["height"]))
+            signature_wait = _signature_wait_median(net, n_nodes)
         finally:
             net.stop_all()
     all_cores_after = measure_raw_verify(threads=cores)
@@ -173,6 +201,9 @@ def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_
         "submit_to_final_p99_s": _percentile(latencies, 0.99),
         "submit_to_block_slot_start_p50_s": _percentile(to_slot, 0.5),
         "txs_in_the_next_block_share": round(next_block / len(to_slot), 3) if to_slot else None,
+        # per node a tx waits this long (median) for its signature checks: once where it enters,
+        # again at the producer, before it can be in a block
+        "tx_signature_wait_p50_s": signature_wait,
         "block_interval_ms_mean": (round((slots[-1] - slots[0]) * block_interval_ms / (len(slots) - 1))
                                    if len(slots) > 1 else None),
         "slots_without_final_block": (slots[-1] - slots[0] + 1 - len(slots)) if slots else None,

@@ -1,7 +1,8 @@
 """A node's Prometheus metrics, served at `GET /metrics` in the text exposition format.
 
-Events are counted where they happen (plain counters, and histograms of when blocks arrive and
-become final, measured from the start of their slot). Everything that is state — heights, mempool, peers,
+Events are counted where they happen (plain counters, histograms of when blocks arrive and
+become final, measured from the start of their slot, and of how long txs wait for their signature
+checks). Everything that is state — heights, mempool, peers,
 missed slots, evidence — is read when the metrics are scraped, so it costs nothing in between.
 Each node has its own registry (tests run several nodes in one process).
 """
@@ -12,6 +13,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 # seconds from a slot's start: around the 0.5 s default slot, and up to a few slots late; a block
 # can arrive before its slot starts (its producer builds it a tenth of a slot early)
 SLOT_BUCKETS = (-0.1, -0.05, -0.025, 0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+# seconds a batch of txs on its way into the mempool waits for its signature checks (worker
+# processes at a lower priority than the node: on a saturated machine this is where txs queue)
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 disable_created_metrics()  # no `_created` series: they only double what a scraper sees
 
@@ -37,6 +42,10 @@ class NodeMetrics:
                                   "When a block became final here, after its slot's start (not while "
                                   "catching up)",
                                   buckets=SLOT_BUCKETS, registry=self.registry)
+        self.signature_wait = Histogram("chain_tx_signature_wait_seconds",
+                                        "How long a batch of txs entering the mempool waited for "
+                                        "its signature checks", buckets=WAIT_BUCKETS,
+                                        registry=self.registry)
         self.registry.register(_StateCollector(service, self))
 
     def refuse(self, code: str) -> None:

@@ -188,6 +188,8 @@ class NodeService:
         started = time.perf_counter()
         await self.preverify(txs)
         verified = time.perf_counter()
+        if txs:
+            self.metrics.signature_wait.observe(verified - started)
         admission = self._admission_context()
         errors = []
         for tx in txs:

@@ -277,13 +277,15 @@ def test_metrics_count_what_the_node_did(node):
         final(c, wallet("bob").transfer("carol", 1))
     forged = _raw_post(node.url, Wallet("bob", KEYS["carol"], CHAIN).transfer("carol", 1).raw)
     assert forged.json()["error"]["code"] == "bad_signature"
+    c.submit_batch([wallet("carol").transfer("bob", 1) for _ in range(2)])
     after = scrape(node.url)
     status = c.status()
 
     def grew(name, **labels):
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0) - before.get(key, 0)
-    assert grew("chain_txs_admitted_total", source="wallet") == 3
+    assert grew("chain_txs_admitted_total", source="wallet") == 5
+    assert grew("chain_tx_signature_wait_seconds_count") == 1  # the batch; single txs do not wait
     assert grew("chain_txs_refused_total", code="bad_signature") == 1
     assert grew("chain_txs_final_total") >= 3
     assert grew("chain_blocks_produced_total") >= 1 and grew("chain_votes_cast_total") >= 1
