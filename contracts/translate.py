@@ -5,10 +5,10 @@ local variables: the verifier gives every instruction one stack height, so the v
 is the variable `s<k>`, and local i is `l<i>`. Within a basic block, a constant or a local pushed
 on the stack is not copied to its `s<k>` but written where it is consumed (`x = y + 1` becomes
 `l0 = l1 + 1`, with the int check); before a STORE to a local, the block's pending reads of it
-are copied out, and everything pending is copied out before control leaves the block. Control flow is a loop that dispatches on
-the pc of a jump target (`_b`); code between jump targets runs straight through. Each basic block
-starts with the metering of `Machine.enter_block`, inlined: its fixed gas, then its steps.
-Everything that computes on values calls the opcode functions of `handlers.py`, the same ones the
+are copied out, and everything pending is copied out before control leaves the block. Control
+flow is a loop that dispatches on the pc of a jump target (`_b`); code between jump targets runs
+straight through. Each basic block starts with the metering of `Machine.enter_block`, inlined:
+its fixed gas, then its steps. Everything that computes on values calls the opcode functions of `handlers.py`, the same ones the
 interpreter calls; only moves of values and control are written here, and a few fast paths that
 compute exactly what those functions compute for the commonest operands without the call: int
 `+ - * < <= > >= == !=`, `//` by a positive int, `min`/`max` of ints, text `+`, a map item with a
@@ -158,7 +158,6 @@ class _Function:
         self.fn = fn = program.functions[index]
         self.slots = len(fn.local_names) + fn.max_stack
         self.unchecked = _maybe_unbound(fn)
-        self.starts = {start for start, _, _ in basic_blocks(fn)}
         self.targets = {0} | {arg for pc, (op, arg) in enumerate(fn.instrs)
                               if op in JUMPS and fn.heights[pc] is not None}
         # stack slots pushed by CONST or LOAD and not yet written to their `s<k>`: height ->
@@ -302,7 +301,13 @@ class _Function:
         elif op in (Op.EQ, Op.NE) and self.const_at(h - 1, _NO_CONST) is None:
             # `x == None` (how `x is None` compiles): op_eq is `is` when one side is None
             self.operand(h - 1)
-            emit(f"s{h - 2} = {self.operand(h - 2)} is {'' if op == Op.EQ else 'not '}None")
+            known = self.const_at(h - 2, _NO_CONST)
+            value = self.operand(h - 2)
+            if known is not _NO_CONST:  # a constant compared with None: `is` on a literal warns
+                value = _const((known is None) == (op == Op.EQ))
+            else:
+                value = f"{value} is {'' if op == Op.EQ else 'not '}None"
+            emit(f"s{h - 2} = {value}")
         elif op in _INT_ARITH or op in _INT_COMPARE:
             # exactly what op_add, op_sub, op_mul, op_lt, op_eq... compute for two ints (and
             # op_add for two str), without the call

@@ -2,6 +2,8 @@
 writes and errors (code, gas, function, line) on the translated code (`run`) and on the reference
 interpreter (`run(..., trace=[])`); and gas is charged per basic block, as contracts/README.md
 defines it."""
+import warnings
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -139,6 +141,15 @@ def test_a_local_read_before_it_is_overwritten_keeps_its_old_value():
                                (Op.CONST, 1), (Op.RETURN, 0), (Op.CONST, 1), (Op.STORE, 0),
                                (Op.LOAD, 0), (Op.BUILD_LIST, 2), (Op.RETURN, 0))
     assert _same(kept_on_the_jump)[1].return_value == [7, 5]
+
+
+def test_a_constant_compared_with_none_translates_without_a_warning():
+    """`5 == None` is not written as `5 is None` (Python warns on `is` with a literal, and a
+    warning filter set to error would turn the translation into a crash)."""
+    code = compile_source("def main(x):\n    return [5 == None, 'a' != None, None == None, x == None]\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _same(code, args=[None])[1].return_value == [False, True, True, True]
 
 
 # -- block gas: what the README defines ------------------------------------------------------
