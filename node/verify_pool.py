@@ -79,20 +79,29 @@ class VerifyPool:
     def __init__(self, count: int):
         self.count = count
         self._workers: list[_Worker | None] = [None] * count
+        self._stopped = False  # by `stop`, until `start`: no worker is started meanwhile
 
     async def _worker(self, i: int) -> _Worker:
         worker = self._workers[i]
         if worker is None or not worker.usable():
             if worker is not None and worker.proc.returncode is None:
                 worker.abandon()
+            if self._stopped:
+                raise VerifyError("the verify pool is stopped")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "node.verify_worker", cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-            worker = self._workers[i] = _Worker(proc)
+            worker = _Worker(proc)
+            if self._stopped:  # stopped while this one was starting: nothing would stop it
+                worker.abandon()
+                await proc.wait()  # reaped, its pipes closed on this loop
+                raise VerifyError("the verify pool is stopped")
+            self._workers[i] = worker
             await worker.verify([], START_TIMEOUT_S)  # answered once it runs (at its priority)
         return worker
 
     async def start(self) -> None:
+        self._stopped = False
         for i in range(self.count):
             await self._worker(i)
 
@@ -107,6 +116,7 @@ class VerifyPool:
                 if w is not None and not w.abandoned and w.proc.returncode is None]
 
     async def stop(self) -> None:
+        self._stopped = True
         for worker in self._workers:
             if worker is not None and worker.usable():
                 worker.proc.stdin.close()

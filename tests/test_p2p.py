@@ -303,6 +303,40 @@ def test_a_block_reuses_the_txs_being_verified_instead_of_decoding_them_again(se
     assert all(a is not b for a, b in zip(service.decode_block(data).txs, txs))  # decoded anew
 
 
+def test_stopping_while_the_verify_workers_start_leaves_no_worker_and_no_hung_task(service):
+    """A node stopped while a batch is starting its verify workers: the worker that starts after
+    the stop is killed at once (nothing else would stop it), and the batch's task ends. Before,
+    that task kept the event loop from closing."""
+    txs = [fresh_tx("bob", "stake", {"amount": 1 + i}) for i in range(64)]
+    before = _live_verify_workers()
+
+    async def go():
+        verifying = asyncio.ensure_future(service.preverify(txs))
+        await asyncio.sleep(0)  # inside the start of the first worker
+        await service.stop()
+        await asyncio.wait_for(verifying, 10)
+        return service.verify_pool.pids
+
+    assert asyncio.run(asyncio.wait_for(go(), 20)) == []
+    assert _live_verify_workers() <= before
+
+
+def _live_verify_workers() -> set[str]:
+    """Pids of this process's live verify worker children (a killed one not yet reaped is not)."""
+    return {p for p in os.listdir("/proc") if p.isdigit() and _is_verify_worker_of_this_process(p)}
+
+
+def _is_verify_worker_of_this_process(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        with open(f"/proc/{pid}/stat") as f:
+            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return False
+    return b"node.verify_worker" in cmdline and parent == os.getpid()
+
+
 @pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stopped"])
 def test_a_failed_verify_worker_is_replaced_and_admission_still_verifies(service, monkeypatch, fault):
     """A worker that dies, or stops answering (one timeout), costs nothing but time: that batch
