@@ -5,7 +5,7 @@ measured in the same run, never asserted in tests.
 - apply: pre-signed txs through decode -> verify -> apply -> block -> finality -> LevelDB commit,
   one core, no HTTP; as tx/s and as a ratio to raw verify/s;
 - ingest: a real node process (uvicorn), loaded from this process by a minimal keep-alive HTTP/1.1
-  client (httpx costs ~2 ms of CPU per request and would measure itself), once with one tx per
+  client (`p2p.link`: httpx costs ~1.3 ms of CPU per request and would measure itself), once with one tx per
   request and once through the batched msgpack endpoint.
 """
 import asyncio
@@ -22,6 +22,7 @@ import msgpack
 from core import crypto
 from core.genesis import ChainParams, Genesis, Member, Producer
 from core.types import Tx, Vote
+from p2p.link import Link
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -140,34 +141,8 @@ def bench_apply(n_txs: int = 20000, block_txs: int = 1000) -> dict:
 
 
 # ---------------------------------------------------------------------------------- ingest
-class RawConnection:
-    """A minimal keep-alive HTTP/1.1 client over one asyncio stream, for load generators: httpx
-    costs ~2 ms of CPU per request, which would make the load process the bottleneck it measures."""
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-        self.reader = self.writer = None
-
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                          f"Content-Type: application/msgpack\r\nContent-Length: {len(body)}\r\n\r\n"
-                          .encode() + body)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        return int(head[9:12]), await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 async def _http_worker(host: str, port: int, path: str, bodies: list[bytes], counts: dict) -> None:
-    conn = RawConnection(host, port)
+    conn = Link(f"http://{host}:{port}", timeout_s=60.0)
     for body in bodies:
         status, payload = await conn.request("POST", path, body)
         counts[status] = counts.get(status, 0) + 1

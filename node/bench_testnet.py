@@ -2,7 +2,7 @@
 
 The load process is kept light so it does not measure itself: txs are pre-signed before the nodes
 start, sent in batches (`POST /v1/transactions/batch`, round robin over the validators, one
-keep-alive raw HTTP/1.1 connection per node, each batch sent when it is due), and finality is
+keep-alive HTTP/1.1 connection (`p2p.link`) per node, each batch sent when it is due), and finality is
 followed on node 0 through `GET /p2p/blocks`, which serves stored block bytes (the JSON block API
 would cost node 0 more than the bench is measuring). A tx's latency is from the moment its batch
 was sent to the moment node 0 reported its block final.
@@ -32,9 +32,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from core import codec
 from core.crypto import Keypair
 from core.types import Tx
-from node.bench import RawConnection, busy_cores, cpu_seconds, measure_raw_verify
+from node.bench import busy_cores, cpu_seconds, measure_raw_verify
 from node.service import PREBUILD_FRACTION
 from node.testnet import CHAIN_ID, Testnet, free_port_range, prepare
+from p2p.link import Link
 
 WARMUP_S = 5
 POLL_S = 0.02  # finality is seen on node 0 at most this late (plus one request)
@@ -59,7 +60,7 @@ class _Follower:
     """Follows node 0's final blocks; records when each tx id was first seen final."""
 
     def __init__(self, port: int, start_height: int):
-        self.conn = RawConnection("127.0.0.1", port)
+        self.conn = Link(f"http://127.0.0.1:{port}", timeout_s=60.0)
         self.height = start_height
         self.final_at: dict[bytes, float] = {}
         self.blocks: list[tuple[int, int, float]] = []  # (slot, txs, seen final at)
@@ -85,7 +86,7 @@ class _Follower:
 
 async def _drive(net: Testnet, raws: list[bytes], rate: int, batch_size: int, start_height: int) -> dict:
     ports = [int(u.rsplit(":", 1)[1]) for u in net.urls]
-    conns = [RawConnection("127.0.0.1", p) for p in ports]
+    conns = [Link(f"http://127.0.0.1:{p}", timeout_s=60.0) for p in ports]
     follower = _Follower(ports[0], start_height)
     batches = [raws[i:i + batch_size] for i in range(0, len(raws), batch_size)]
     sent_at: list[float] = [0.0] * len(batches)

@@ -1,6 +1,7 @@
 """Outbound gossip and catch-up sync.
 
-One httpx.AsyncClient per peer, three lanes per peer, so that no message waits behind a bigger one:
+Three lanes per peer, each its own keep-alive connection (`p2p.link`, far cheaper per request
+than httpx, which reads the peers' status and syncs), so that no message waits behind a bigger one:
 blocks, sent one at a time in order; votes, all those queued sent together in one request (a vote
 that overtakes its block waits for it at the receiver); and transactions in batches of up to
 TX_BATCH: at once when the lane is idle or TX_EAGER or more are queued (a wallet's batch goes on
@@ -27,6 +28,7 @@ import msgpack
 from core.errors import InvalidBlock, InvalidVote, Malformed, ProtocolError
 from core.types import PROTOCOL_VERSION, Vote
 from p2p.envelope import PeerGuard, is_penalized, seal
+from p2p.link import Link, LinkError
 from p2p.routes import MAX_VOTES_PER_BATCH
 
 log = logging.getLogger("p2p")
@@ -42,13 +44,13 @@ SYNC_LAG = 2  # more blocks behind than this and the node reports `syncing`
 SYNC_PROGRESS_S = 5.0  # a long catch-up logs its progress this often
 TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 SYNC_TIMEOUT = httpx.Timeout(30.0, connect=1.0)
-MSGPACK = {"content-type": "application/msgpack"}
 
 
 class Peer:
     def __init__(self, url: str):
         self.url = url.rstrip("/")
-        self.client = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT)
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT)  # status and sync
+        self.lanes: dict[str, Link] = {}  # path -> its connection: txs, blocks and votes
         self.name: str | None = None  # learned from its status; used to avoid echoes
         self.links: frozenset[str] = frozenset()  # names of the peers it reports up
         self.head = self.final = self.notarized = -1
@@ -116,6 +118,8 @@ class Network:
         self._tasks = []
         for peer in self.peers:
             await peer.client.aclose()
+            for link in peer.lanes.values():
+                link.close()
 
     def status(self) -> list[dict]:
         return [p.to_json() for p in self.peers]
@@ -166,12 +170,15 @@ class Network:
             self._sync_now.set()
 
     async def _post(self, peer: Peer, path: str, data: bytes) -> None:
+        link = peer.lanes.get(path)
+        if link is None:
+            link = peer.lanes[path] = Link(peer.url, TIMEOUT.read, TIMEOUT.connect)
         try:
-            r = await peer.client.post(path, content=data, headers=MSGPACK)
-            if r.status_code >= 400 and r.status_code not in (409, 429):
-                log.debug("peer %s answered %s to %s: %s", peer.url, r.status_code, path, r.text[:200])
-        except httpx.HTTPError as e:
-            log.info("peer %s unreachable (%s); skipping it until it answers", peer.url, type(e).__name__)
+            status, answer = await link.request("POST", path, data)
+            if status >= 400 and status not in (409, 429):
+                log.debug("peer %s answered %s to %s: %s", peer.url, status, path, answer[:200])
+        except LinkError as e:
+            log.info("peer %s unreachable (%s); skipping it until it answers", peer.url, e)
             self._mark_down(peer)
 
     def _mark_down(self, peer: Peer) -> None:
