@@ -335,24 +335,21 @@ class _Function:
             emit(f"{out} = {_INT_PURE[op].format(a=a, b=b)}", 1)
             emit("else:")
             emit(f"{out} = {VALUE_OPS[op].__name__}(m, {a}, {b})", 1)
-        elif op == Op.GET_ITEM:
-            # what op_get_item does for a map and a text key it holds
+        elif op in (Op.GET_ITEM, Op.SET_ITEM):
+            # what op_get_item / op_set_item do for a map and a text key it holds
             text_key = type(self.const_at(h - 1)) is str
-            key, container, out = self.operand(h - 1), self.operand(h - 2), f"s{h - 2}"
+            key, container = self.operand(h - 1), self.operand(h - 2)
             check = "" if text_key else f" and type({key}) is str"
             emit(f"if type({container}) is dict{check} and {key} in {container}:")
-            emit(f"{out} = {container}[{key}]", 1)
-            emit("else:")
-            emit(f"{out} = op_get_item(m, {container}, {key})", 1)
-        elif op == Op.SET_ITEM:
-            # what op_set_item does for a map and a text key it holds
-            text_key = type(self.const_at(h - 1)) is str
-            key, container, value = self.operand(h - 1), self.operand(h - 2), self.operand(h - 3)
-            check = "" if text_key else f" and type({key}) is str"
-            emit(f"if type({container}) is dict{check} and {key} in {container}:")
-            emit(f"{container}[{key}] = {value}", 1)
-            emit("else:")
-            emit(f"op_set_item(m, {value}, {container}, {key})", 1)
+            if op == Op.GET_ITEM:
+                emit(f"s{h - 2} = {container}[{key}]", 1)
+                emit("else:")
+                emit(f"s{h - 2} = op_get_item(m, {container}, {key})", 1)
+            else:
+                value = self.operand(h - 3)
+                emit(f"{container}[{key}] = {value}", 1)
+                emit("else:")
+                emit(f"op_set_item(m, {value}, {container}, {key})", 1)
         else:
             k = SPECS[op].pops
             args = [self.operand(i) for i in range(h - k, h)]
