@@ -7,12 +7,12 @@ on the stack is not copied to its `s<k>` but written where it is consumed (`x = 
 `l0 = l1 + 1`, with the int check); before a STORE to a local, the block's pending reads of it
 are copied out, and everything pending is copied out before control leaves the block. Control
 flow is a loop that dispatches on the pc of a jump target (`_b`); code between jump targets runs
-straight through. Each basic block starts with the metering of `Machine.enter_block`, inlined:
-its fixed gas, then its steps. Everything that computes on values calls the opcode functions of `handlers.py`, the same ones the
-interpreter calls; only moves of values and control are written here, and a few fast paths that
-compute exactly what those functions compute for the commonest operands without the call: int
-`+ - * < <= > >= == !=`, `//` by a positive int, `min`/`max` of ints, text `+`, a map item with a
-text key it holds, `x == None`.
+straight through. Each basic block starts with the metering of `Machine.enter_block`, inlined: its
+fixed gas, then its steps. Everything that computes on values calls the opcode functions of
+`handlers.py`, the same ones the interpreter calls; only moves of values and control are written
+here, and a few fast paths that compute exactly what those functions compute for the commonest
+operands without the call: int `+ - * < <= > >= == !=`, `//` by a positive int, `min`/`max` of ints,
+text `+`, a map item with a text key it holds, `x == None`.
 
 The Python source is derived deterministically from verified bytecode only: fixed templates
 filled with integers from the bytecode, `repr` of its scalar constants and of its local names,
@@ -230,6 +230,14 @@ class _Function:
         pending = self.pending.get(k)
         return default if pending is None or pending[1] is _NO_CONST else pending[1]
 
+    def int_operands(self, h: int) -> tuple[str, str, str, str, bool]:
+        """For a binary op at stack height h: its operands a and b, the variable of its result,
+        the test that both are ints (none for a constant int b), and whether b is one."""
+        b_int = type(self.const_at(h - 1)) is int
+        b, a = self.operand(h - 1), self.operand(h - 2)
+        both_int = f"type({a}) is int" + ("" if b_int else f" and type({b}) is int")
+        return a, b, f"s{h - 2}", both_int, b_int
+
     def flush(self, indent: int, where=None) -> None:
         """Write pending operands to their `s<k>` (all, or those `where(expression)` holds for)."""
         for k in sorted(self.pending):
@@ -311,9 +319,8 @@ class _Function:
         elif op in _INT_ARITH or op in _INT_COMPARE:
             # exactly what op_add, op_sub, op_mul, op_lt, op_eq... compute for two ints (and
             # op_add for two str), without the call
-            b_int = type(self.const_at(h - 1)) is int
-            b, a, out = self.operand(h - 1), self.operand(h - 2), f"s{h - 2}"
-            emit(f"if type({a}) is int{'' if b_int else f' and type({b}) is int'}:")
+            a, b, out, both_int, b_int = self.int_operands(h)
+            emit(f"if {both_int}:")
             if op in _INT_ARITH:
                 emit(f"{out} = {a} {_INT_ARITH[op]} {b}", 1)
                 emit(f"if {out} > MAX or {out} < MIN: raise overflow()", 1)
@@ -326,9 +333,7 @@ class _Function:
             emit("else:")
             emit(f"{out} = {VALUE_OPS[op].__name__}(m, {a}, {b})", 1)
         elif op in _INT_PURE:
-            b_int = type(self.const_at(h - 1)) is int
-            b, a, out = self.operand(h - 1), self.operand(h - 2), f"s{h - 2}"
-            check = f"type({a}) is int" + ("" if b_int else f" and type({b}) is int")
+            a, b, out, check, b_int = self.int_operands(h)
             if op == Op.FLOORDIV and not (b_int and int(b) > 0):
                 check += f" and {b} > 0"
             emit(f"if {check}:")

@@ -5,8 +5,8 @@ measured in the same run, never asserted in tests.
 - apply: pre-signed txs through decode -> verify -> apply -> block -> finality -> LevelDB commit,
   one core, no HTTP; as tx/s and as a ratio to raw verify/s;
 - ingest: a real node process (uvicorn), loaded from this process by a minimal keep-alive HTTP/1.1
-  client (`p2p.link`: httpx costs ~1.3 ms of CPU per request and would measure itself), once with one tx per
-  request and once through the batched msgpack endpoint.
+  client (`p2p.link`: httpx costs 0.7-1.3 ms of CPU per request and would measure itself), once
+  with one tx per request and once through the batched msgpack endpoint.
 """
 import asyncio
 import json

@@ -2,10 +2,10 @@
 
 The load process is kept light so it does not measure itself: txs are pre-signed before the nodes
 start, sent in batches (`POST /v1/transactions/batch`, round robin over the validators, one
-keep-alive HTTP/1.1 connection (`p2p.link`) per node, each batch sent when it is due), and finality is
-followed on node 0 through `GET /p2p/blocks`, which serves stored block bytes (the JSON block API
-would cost node 0 more than the bench is measuring). A tx's latency is from the moment its batch
-was sent to the moment node 0 reported its block final.
+keep-alive HTTP/1.1 connection (`p2p.link`) per node, each batch sent when it is due), and
+finality is followed on node 0 through `GET /p2p/blocks`, which serves stored block bytes (the
+JSON block API would cost node 0 more than the bench is measuring). A tx's latency is from the
+moment its batch was sent to the moment node 0 reported its block final.
 
 Batches are due at a steady rate, each at a random point of its own period (seeded: every run
 sends at the same offsets), so that their arrival times are spread evenly over the slots. Exactly

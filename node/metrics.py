@@ -2,8 +2,8 @@
 
 Events are counted where they happen (plain counters, histograms of when blocks arrive and
 become final, measured from the start of their slot, and of how long txs wait for their signature
-checks). Everything that is state — heights, mempool, peers,
-missed slots, evidence — is read when the metrics are scraped, so it costs nothing in between.
+checks). Everything that is state — heights, mempool, peers, missed slots, evidence — is read when
+the metrics are scraped, so it costs nothing in between.
 Each node has its own registry (tests run several nodes in one process).
 """
 from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics
