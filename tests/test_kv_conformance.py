@@ -156,6 +156,40 @@ def test_leveldb_tables_carry_a_bloom_filter_so_lookups_of_absent_keys_skip_them
     assert tables and all(b"filter.leveldb.BuiltinBloomFilter2" in t.read_bytes() for t in tables)
 
 
+
+class _CountingReads:
+    """Stands in for the plyvel database: records which keys reach LevelDB."""
+
+    def __init__(self, db):
+        self.db, self.reads = db, []
+
+    def get(self, key):
+        self.reads.append(key)
+        return self.db.get(key)
+
+    def write_batch(self, **kw):
+        return self.db.write_batch(**kw)
+
+
+def test_leveldb_remembers_a_miss_until_the_key_is_written(tmp_path):
+    """A new tx's replay key is read at admission and again in its block: the second miss is
+    answered without searching LevelDB, and a write of the key ends that at once."""
+    kv = LevelDBStore(str(tmp_path / "db"), sync=False, misses_remembered=2)
+    real, kv._db = kv._db, _CountingReads(kv._db)
+    assert kv.get(b"tx") is None and kv.get(b"tx") is None
+    assert kv._db.reads == [b"tx"]
+    kv.write({b"tx": b"in block 7"})
+    assert kv.get(b"tx") == b"in block 7"
+    kv.write({}, {b"tx"})
+    assert kv.get(b"tx") is None
+    for key in (b"a", b"b", b"c"):  # one more miss than it remembers: the oldest is forgotten
+        kv.get(key)
+    kv._db.reads.clear()
+    assert kv.get(b"a") is None and kv.get(b"c") is None
+    assert kv._db.reads == [b"a"]
+    kv._db = real
+    kv.close()
+
 # ---------------------------------------------------------------------------------- state machine
 keys = st.lists(st.sampled_from([0x00, 0x01, 0x61, 0x7f, 0xfe, 0xff]), max_size=4).map(bytes)
 vals = st.binary(max_size=8)
@@ -165,8 +199,9 @@ class SameBatchesSameStores(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="kvconf-")
-        # unsynced: a fsync per step would only slow the test; durability is tested above
-        self.level = LevelDBStore(self.dir + "/db", sync=False, write_buffer_size=1 << 20)
+        # unsynced: a fsync per step would only slow the test; durability is tested above. Few
+        # misses remembered, so that forgetting the oldest is exercised too.
+        self.level = self._open()
         self.mem = MemoryKV()
         self.model: dict[bytes, bytes] = {}
 
@@ -188,10 +223,13 @@ class SameBatchesSameStores(RuleBasedStateMachine):
         assert list(self.mem.scan(prefix, reverse)) == expected
         assert list(self.level.scan(prefix, reverse)) == expected
 
+    def _open(self) -> LevelDBStore:
+        return LevelDBStore(self.dir + "/db", sync=False, write_buffer_size=1 << 20, misses_remembered=3)
+
     @rule()
     def reopen(self):
         self.level.close()
-        self.level = LevelDBStore(self.dir + "/db", sync=False, write_buffer_size=1 << 20)
+        self.level = self._open()
 
     @invariant()
     def full_scans_agree(self):
