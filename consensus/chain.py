@@ -463,6 +463,9 @@ class Chain:
                         if self.tx_blocks.get(tx.id, (None,))[0] is node:
                             del self.tx_blocks[tx.id]
                 del self.nodes[node.id]
+                # out of the tree: with no link down to the kept blocks, no cycle remains, and
+                # refcounting frees it (and its txs) once the caller is done with `path`
+                node.children = []
         target.layer.writes = {}
         target.layer.parent = None
         target.parent = None
