@@ -46,6 +46,13 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kb / 1024
+
+
 def busy_cores(seconds: float = 1.0) -> float:
     """Cores the whole machine kept busy over `seconds` (from /proc/stat): taken while the bench
     itself is idle, it is the load of other jobs, which would skew the figures and the ceiling."""

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core import codec
 from core.crypto import Keypair
 from core.types import Tx
-from node.bench import busy_cores, cpu_seconds, measure_raw_verify
+from node.bench import busy_cores, cpu_seconds, measure_raw_verify, rss_mb
 from node.service import PREBUILD_FRACTION
 from node.testnet import CHAIN_ID, Testnet, free_port_range, prepare
 from p2p.link import Link
@@ -120,11 +120,12 @@ async def _drive(net: Testnet, raws: list[bytes], rate: int, batch_size: int, st
     load_end = time.perf_counter()
     cpu = [(cpu_seconds(p.pid) - c) / (load_end - t0) for p, c in zip(net.procs, cpu0)]
     own = (time.process_time() - own0) / (load_end - t0)
+    memory = [rss_mb(p.pid) for p in net.procs]
     await follow_task
     for c in conns + [follower.conn]:
         c.close()
     return {"t0": t0, "load_end": load_end, "sent_at": sent_at, "sent_wall": sent_wall,
-            "rejected": rejected[0], "final_at": follower.final_at, "slot_of": follower.slot_of, "blocks": follower.blocks, "cpu": cpu, "own_cpu": own}
+            "rejected": rejected[0], "final_at": follower.final_at, "slot_of": follower.slot_of, "blocks": follower.blocks, "cpu": cpu, "own_cpu": own, "memory": memory}
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -209,6 +210,8 @@ def bench_testnet(rate: int = 2000, seconds: int = 60, batch_size: int = 200, n_
                                    if len(slots) > 1 else None),
         "slots_without_final_block": (slots[-1] - slots[0] + 1 - len(slots)) if slots else None,
         "cpu_cores_per_node": [round(c, 2) for c in run["cpu"]],
+        # resident memory of each node process at the end of the load (its verify workers not included)
+        "memory_mb_per_node": [round(m) for m in run["memory"]],
         "load_process_cores": round(run["own_cpu"], 2), "machine_cores": cores,
         "other_jobs_cores_before": round(other_jobs, 2),
         "raw_verify_per_s_1core": round(raw_verify),
