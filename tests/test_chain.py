@@ -1,10 +1,15 @@
 """The block tree: what a producer may include depends on the branch it builds on; blocks that
 leave it are freed."""
+import dataclasses
 import gc
+import json
+import time
 import weakref
 
 from consensus.chain import Chain
-from core.types import Vote
+from core.types import Tx, Vote
+from node.config import NodeConfig, write_key_file
+from node.service import NodeService
 from state.kv import MemoryKV
 from tests.conftest import CHAIN_ID, make_genesis, make_tx, node_keypair
 
@@ -47,5 +52,32 @@ def test_blocks_that_leave_the_tree_are_freed_at_once():
             chain.add_vote(Vote.create(ALICE, CHAIN_ID, block.id, block.header.height, block.header.slot, "alice"))
         assert chain.final_height == 7  # the first commit finalized blocks 1 and 2 together
         assert [ref() for ref in left] == [None] * 5
+    finally:
+        gc.enable()
+
+
+def test_a_node_keeps_no_tx_of_the_blocks_it_finalized(tmp_path):
+    """The whole path of a tx through a node (admission, mempool, its block, the vote that
+    finalizes it) leaves nothing behind but the store's record: with the cycle collector off, the
+    decoded txs of final blocks are freed."""
+    now = time.time_ns() // 1_000_000
+    genesis = dataclasses.replace(make_genesis(), genesis_time_ms=now - 60_000)
+    (tmp_path / "genesis.json").write_text(json.dumps(genesis.to_json()))
+    write_key_file(tmp_path / "key.json", "alice", ALICE)
+    service = NodeService(NodeConfig(genesis=str(tmp_path / "genesis.json"), key_file=str(tmp_path / "key.json")),
+                          kv=MemoryKV())
+    slot = genesis.slot_at(now)
+    gc.collect()
+    before = sum(1 for o in gc.get_objects() if type(o) is Tx)
+    gc.disable()
+    try:
+        for i in range(12):
+            for j in range(20):
+                service.submit(make_tx("bob", "transfer", {"to": "carol", "amount": 1}, salt=20 * i + j,
+                                       expires_at=now + 600_000))
+            service.produce(slot + i)
+        assert service.chain.final_height == 11
+        live = sum(1 for o in gc.get_objects() if type(o) is Tx) - before
+        assert live <= 20 * 3  # of 240: those of the final head's block and of the blocks after it
     finally:
         gc.enable()
