@@ -125,7 +125,8 @@ async def _drive(net: Testnet, raws: list[bytes], rate: int, batch_size: int, st
     for c in conns + [follower.conn]:
         c.close()
     return {"t0": t0, "load_end": load_end, "sent_at": sent_at, "sent_wall": sent_wall,
-            "rejected": rejected[0], "final_at": follower.final_at, "slot_of": follower.slot_of, "blocks": follower.blocks, "cpu": cpu, "own_cpu": own, "memory": memory}
+            "rejected": rejected[0], "final_at": follower.final_at, "slot_of": follower.slot_of,
+            "blocks": follower.blocks, "cpu": cpu, "own_cpu": own, "memory": memory}
 
 
 def _percentile(values: list[float], q: float) -> float | None:

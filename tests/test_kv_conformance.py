@@ -156,7 +156,6 @@ def test_leveldb_tables_carry_a_bloom_filter_so_lookups_of_absent_keys_skip_them
     assert tables and all(b"filter.leveldb.BuiltinBloomFilter2" in t.read_bytes() for t in tables)
 
 
-
 class _CountingReads:
     """Stands in for the plyvel database: records which keys reach LevelDB."""
 
