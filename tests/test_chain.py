@@ -44,12 +44,14 @@ def test_blocks_that_leave_the_tree_are_freed_at_once():
     gc.disable()
     try:
         for i in range(8):
-            block, layer, _ = chain.build_block(ALICE, "alice", first + i, [make_tx("bob", "stake", {"amount": 1 + i})])
+            tx = make_tx("bob", "stake", {"amount": 1 + i})
+            block, layer, _ = chain.build_block(ALICE, "alice", first + i, [tx])
             node = chain.add_block(block, None, own_layer=layer)
             if i < 4:
                 left.append(weakref.ref(node))
             node = None
-            chain.add_vote(Vote.create(ALICE, CHAIN_ID, block.id, block.header.height, block.header.slot, "alice"))
+            header = block.header
+            chain.add_vote(Vote.create(ALICE, CHAIN_ID, block.id, header.height, header.slot, "alice"))
         assert chain.final_height == 7  # the first commit finalized blocks 1 and 2 together
         assert [ref() for ref in left] == [None] * 5
     finally:
@@ -64,8 +66,8 @@ def test_a_node_keeps_no_tx_of_the_blocks_it_finalized(tmp_path):
     genesis = dataclasses.replace(make_genesis(), genesis_time_ms=now - 60_000)
     (tmp_path / "genesis.json").write_text(json.dumps(genesis.to_json()))
     write_key_file(tmp_path / "key.json", "alice", ALICE)
-    service = NodeService(NodeConfig(genesis=str(tmp_path / "genesis.json"), key_file=str(tmp_path / "key.json")),
-                          kv=MemoryKV())
+    config = NodeConfig(genesis=str(tmp_path / "genesis.json"), key_file=str(tmp_path / "key.json"))
+    service = NodeService(config, kv=MemoryKV())
     slot = genesis.slot_at(now)
     gc.collect()
     before = sum(1 for o in gc.get_objects() if type(o) is Tx)

@@ -189,6 +189,7 @@ def test_leveldb_remembers_a_miss_until_the_key_is_written(tmp_path):
     kv._db = real
     kv.close()
 
+
 # ---------------------------------------------------------------------------------- state machine
 keys = st.lists(st.sampled_from([0x00, 0x01, 0x61, 0x7f, 0xfe, 0xff]), max_size=4).map(bytes)
 vals = st.binary(max_size=8)
