@@ -1,7 +1,8 @@
 """community-chain command line: keys, genesis, node, transactions and queries.
 
 Exit codes, so scripts can tell failures apart: 0 ok, 1 the node rejected the request (its code and
-message are printed), 2 usage error, 3 the node could not be reached.
+message are printed), 2 usage error, 3 the node could not be reached, 4 a `tx` did not reach the
+status it waited for (--wait) within its --timeout.
 """
 import json
 from dataclasses import replace

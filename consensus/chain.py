@@ -249,7 +249,8 @@ class Chain:
             layer = own_layer
         else:
             layer = transition.apply_block(parent.layer, parent.header.state_root, self.genesis,
-                                           block, self.verified.verify, self.rules)
+                                           block, self.verified.verify, self.rules,
+                                           self.schedules.for_slot(header.slot))
         node = BlockNode(header, block.id, block, layer, parent)
         if persist:
             self.kv.write({schema.pending_block_key(header.height, block.id): block.encode()},
@@ -339,7 +340,7 @@ class Chain:
         header_ctx = BlockHeader(self.genesis.chain_id, parent.height + 1, parent.id, slot,
                                  self.genesis.slot_start_ms(slot), producer, types.ZERO_HASH,
                                  types.ZERO_HASH, final_height)
-        ctx = transition.block_context(self.genesis, header_ctx)
+        ctx = transition.block_context(self.genesis, header_ctx, self.schedules.for_slot(slot))
         layer = Layer(parent.layer)
         transition.begin_block(layer, ctx, self.rules)
         included, rejected = [], []
@@ -441,8 +442,9 @@ class Chain:
             puts[schema.final_at_height_key(b.height)] = b.id
             puts[schema.votes_key(b.id)] = codec.pack_flat([v.to_list() for v in b.votes.values()])
         puts[schema.FINAL_HEAD] = codec.pack_flat([target.header.to_list(), target.id])
-        schedule_puts, apply_schedule = self.schedules.on_commit(path, n)
+        schedule_puts, schedule_deletes, apply_schedule = self.schedules.on_commit(path, n)
         puts.update(schedule_puts)
+        deletes.update(schedule_deletes)
         keep = self._descendants(target)
         for node in self.nodes.values():
             if node is not self.final and (node in path or node not in keep):

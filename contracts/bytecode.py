@@ -5,10 +5,12 @@
     code     = instructions: opcode byte, then a big-endian u16 operand if the opcode takes one
     lines    = (u16 pc, u32 source line) pairs, where each source line starts
 
-Loading verifies everything the interpreter relies on, so it never checks it again: known opcodes,
-operands in range, jump targets inside the function, a consistent operand-stack height at every
-instruction (no underflow, a static maximum per function), and no falling off the end.
-Hostile bytecode is rejected here with a `bad_bytecode` fault.
+Loading verifies everything the interpreter and the translation rely on, so they never check it
+again: fixed limits (size, functions, constants, instructions, locals, stack), known opcodes,
+operands in range and jump targets inside the function (of every instruction, reachable or not),
+a consistent operand-stack height at every reachable instruction (no underflow, a static maximum
+per function), and no falling off the end. Hostile bytecode is rejected here with a
+`bad_bytecode` fault.
 """
 import hashlib
 import struct
@@ -24,6 +26,11 @@ MAX_CODE_BYTES = 256 * 1024
 MAX_LOCALS = 256
 MAX_INSTRUCTIONS = 65535
 MAX_FRAME_STACK = 256
+# Limits a proposer's bytecode meets before any of it is verified or translated (the default rules
+# have 9 functions, 64 constants, the longest 25 bytes):
+MAX_FUNCTIONS = 256  # each is verified, and translated into a Python function, on its own
+MAX_CONSTS = 1024  # each is checked, and translated into a Python literal where it is used
+MAX_CONST_BYTES = 4096  # a literal is pushed without allocating; the compiler's folding stops here too
 
 _HEADER = BYTECODE_MAGIC + bytes([BYTECODE_VERSION])
 _LINE = struct.Struct(">HI")
@@ -82,6 +89,14 @@ def encode_program(program: Program) -> bytes:
 
 def _bad(message: str) -> VMFault:
     return VMFault("bad_bytecode", message)
+
+
+def const_bytes(value) -> int:
+    """The size a text or bytes constant counts against MAX_CONST_BYTES (UTF-8 bytes); 0 for
+    the other scalars."""
+    if type(value) is str:
+        return len(value.encode())
+    return len(value) if type(value) is bytes else 0
 
 
 def _decode_instrs(code: bytes) -> tuple[tuple[Op, int], ...]:
@@ -147,9 +162,25 @@ def _successors(op: Op, arg: int, pc: int, h: int, pops: int) -> list[tuple[int,
     return [(pc + 1, h - pops + SPECS[op].pushes)]
 
 
+def _check_operands(fn: FunctionCode, nconsts: int, nfunctions: int) -> None:
+    """Every instruction's operand in range, reachable or not: an unreachable jump still starts
+    a basic block at its target (`basic_blocks`), which must be a pc of the function."""
+    n = len(fn.instrs)
+    for op, arg in fn.instrs:
+        if op == Op.CALL and arg >= nfunctions:
+            raise _bad(f"{fn.name}: call to unknown function {arg}")
+        if op == Op.CONST and arg >= nconsts:
+            raise _bad(f"{fn.name}: constant {arg} out of range")
+        if op in (Op.LOAD, Op.STORE) and arg >= len(fn.local_names):
+            raise _bad(f"{fn.name}: local {arg} out of range")
+        if op in JUMPS and arg >= n:
+            raise _bad(f"{fn.name}: jump target {arg} out of range")
+
+
 def _verify_function(fn: FunctionCode, nconsts: int, nparams_of: list[int]) -> FunctionCode:
     """fn with its maximum operand-stack height and the height at each instruction, after
-    checking every reachable instruction."""
+    checking the operands of all instructions and the stack of every reachable one."""
+    _check_operands(fn, nconsts, len(nparams_of))
     n = len(fn.instrs)
     heights: list[int | None] = [None] * n
     work, max_h = [(0, 0)], 0
@@ -165,19 +196,11 @@ def _verify_function(fn: FunctionCode, nconsts: int, nparams_of: list[int]) -> F
         op, arg = fn.instrs[pc]
         pops = SPECS[op].pops
         if op == Op.CALL:
-            if arg >= len(nparams_of):
-                raise _bad(f"{fn.name}: call to unknown function {arg}")
             pops = nparams_of[arg]
         elif op == Op.BUILD_LIST:
             pops = arg
         elif op == Op.BUILD_MAP:
             pops = 2 * arg
-        elif op == Op.CONST and arg >= nconsts:
-            raise _bad(f"{fn.name}: constant {arg} out of range")
-        elif op in (Op.LOAD, Op.STORE) and arg >= len(fn.local_names):
-            raise _bad(f"{fn.name}: local {arg} out of range")
-        elif op in JUMPS and arg >= n:
-            raise _bad(f"{fn.name}: jump target {arg} out of range")
         if h < pops:
             raise _bad(f"{fn.name}: stack underflow at pc {pc}")
         max_h = max(max_h, h, h - pops + SPECS[op].pushes)
@@ -223,8 +246,12 @@ def load_program(code: bytes) -> Program:
             type(body[1]) is not list or not body[1]:
         raise _bad("bytecode body is [consts, functions] with at least one function")
     consts, records = body
+    if len(records) > MAX_FUNCTIONS or len(consts) > MAX_CONSTS:
+        raise _bad(f"at most {MAX_FUNCTIONS} functions and {MAX_CONSTS} constants")
     if not all(is_scalar(c) for c in consts):
         raise _bad("constants are scalars")
+    if any(const_bytes(c) > MAX_CONST_BYTES for c in consts):
+        raise _bad(f"a text or bytes constant has at most {MAX_CONST_BYTES} bytes")
     functions = [_decode_function(r) for r in records]
     if len({fn.name for fn in functions}) != len(functions):
         raise _bad("duplicate function name")

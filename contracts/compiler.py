@@ -71,10 +71,14 @@ def compile_source(source: str) -> bytes:
 
     The output is loaded once as the VM would, so a program beyond a bytecode limit (constants,
     locals, operand-stack depth, size) is a CompileError here rather than a fault at run time.
+    A constant folded beyond MAX_CONST_BYTES (a few lines of doubling would fold to gigabytes) and
+    source nested deeper than Python's parser or this compiler can recurse are CompileErrors too.
     """
     try:
         code = encode_program(compile_program(source))
         load_program(code)
     except VMFault as e:
         raise CompileError(f"program exceeds a VM limit: {e.message}") from None
+    except RecursionError:
+        raise CompileError("the source nests too deeply to compile") from None
     return code

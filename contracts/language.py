@@ -10,6 +10,7 @@ host.<function>. Everything else is a CompileError naming the construct and its 
 import ast
 import operator
 
+from contracts.bytecode import MAX_CONST_BYTES, const_bytes
 from contracts.errors import CompileError
 from contracts.opcodes import BUILTINS, Op
 from contracts.values import INT_MAX, INT_MIN
@@ -100,5 +101,8 @@ def fold(node: ast.AST, constants: dict):
             if INT_MIN <= v <= INT_MAX:
                 return v
         if isinstance(node.op, ast.Add) and type(a) is type(b) and type(a) in (str, bytes):
+            # checked before the join: a few lines of doubling would otherwise fold to gigabytes
+            if const_bytes(a) + const_bytes(b) > MAX_CONST_BYTES:
+                raise fail(node, f"a constant has at most {MAX_CONST_BYTES} bytes")
             return a + b
     raise fail(node, "a constant must be a literal expression (numbers, strings, + - * // %)")

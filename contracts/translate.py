@@ -340,6 +340,14 @@ class _Function:
             emit(f"{out} = {_INT_PURE[op].format(a=a, b=b)}", 1)
             emit("else:")
             emit(f"{out} = {VALUE_OPS[op].__name__}(m, {a}, {b})", 1)
+        elif op in (Op.GET_ITEM, Op.SET_ITEM) and self.const_at(h - 2, _NO_CONST) is not _NO_CONST:
+            # a constant is never a map, and `True[k]` or `"s"["k"]` in the source would be a
+            # SyntaxWarning (an error under -W error): only the opcode function's call
+            key, container = self.operand(h - 1), self.operand(h - 2)
+            if op == Op.GET_ITEM:
+                emit(f"s{h - 2} = op_get_item(m, {container}, {key})")
+            else:
+                emit(f"op_set_item(m, {self.operand(h - 3)}, {container}, {key})")
         elif op in (Op.GET_ITEM, Op.SET_ITEM):
             # what op_get_item / op_set_item do for a map and a text key it holds
             text_key = type(self.const_at(h - 1)) is str

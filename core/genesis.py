@@ -23,14 +23,27 @@ DEFAULT_GENESIS = ROOT / "genesis.json"
 DEFAULT_DEV_KEYS = ROOT / "dev-keys.json"
 
 
+DAY_MS = 24 * 3600 * 1000
+
+
 @dataclass(frozen=True, slots=True)
 class ChainParams:
+    """Defaults are sized for a real chain; the embedded dev chain and testnets set short delays
+    and a threshold their founders' stake can reach (core.devnet, genesis.json)."""
     block_interval_ms: int = 500
     producer_count: int = 21
     max_block_txs: int = 5000
     max_tx_expiry_ms: int = 3_600_000
     max_producer_approvals: int = 30
-    unstake_delay_ms: int = 0
+    # unstaked CP stays locked this long before it is spendable, so one stake cannot vote in one
+    # account, move on and vote again in another within a payout window (7 days)
+    unstake_delay_ms: int = 7 * DAY_MS
+    # newly staked CP approves producers only after this long (Hive waits 30 days before new
+    # stake votes in governance): bought stake cannot elect, and so govern, at once
+    stake_activation_delay_ms: int = 7 * DAY_MS
+    # a candidate needs this much approving stake (milli-CP) to be elected; the genesis producers
+    # hold office until such candidates replace them (Antelope waits for 15 % of the stake)
+    min_producer_approval: int = 1_000_000_000
     epoch_slots: int = 60  # slots per producer-schedule epoch (consensus/schedule.py)
 
 
@@ -101,8 +114,12 @@ class Genesis:
             raise ValueError("invalid genesis: member names must be unique account names")
         if not producers or any(p.name not in names for p in producers):
             raise ValueError("invalid genesis: producers must be founding members (at least one)")
-        if g.params.block_interval_ms < 1 or g.params.epoch_slots < 1 or g.params.producer_count < 1:
-            raise ValueError("invalid genesis: block_interval_ms, epoch_slots and producer_count are positive")
+        if min(g.params.block_interval_ms, g.params.epoch_slots, g.params.producer_count,
+               g.params.min_producer_approval) < 1:
+            raise ValueError("invalid genesis: block_interval_ms, epoch_slots, producer_count and "
+                             "min_producer_approval are positive")
+        if min(g.params.unstake_delay_ms, g.params.stake_activation_delay_ms) < 0:
+            raise ValueError("invalid genesis: the stake delays are not negative")
         if any(len(m.public_key) != 32 for m in members) or any(len(p.node_key) != 32 for p in producers):
             raise ValueError("invalid genesis: keys are 32 bytes")
         return g

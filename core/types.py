@@ -22,8 +22,13 @@ VERSION = 1
 # for one block, so they neither gossip with nor sync from each other (`/v1/status` says which
 # version a node runs). Bumped with any change that would make two nodes disagree.
 # 2: producer records keep the key they replaced (equivocation reports survive a key change).
-PROTOCOL_VERSION = 2
+# 3: bounded elections with a minimum approval, absent producers jailed (`unjail`), stake
+#    activation and unstake delays, governance by the slot's schedule within parameter ranges,
+#    rules upgrades as verified bytecode.
+PROTOCOL_VERSION = 3
 MAX_TX_BYTES = 16 * 1024
+# bytecode of a rules upgrade: leaves 4 KiB of a tx for the rest; the default rules take 3.9 kB
+MAX_RULES_CODE_BYTES = 12 * 1024
 MAX_BODY_TEXT = 8 * 1024
 MAX_TAGS = 5
 MAX_BLOCK_BYTES = 8 * 1024 * 1024
@@ -87,14 +92,14 @@ def _event(v):
 
 def _proposal(v):
     """A governance proposal: set one rules parameter, or replace the rules contract (its
-    source, compiled on chain), from `effective_height` on."""
+    compiled bytecode, verified on chain: state.governance), from `effective_height` on."""
     if type(v) is not dict:
         return False
     if list(v) == ["action", "effective_height", "name", "value"] and v["action"] == "set_param":
         return (_uint(v["effective_height"]) and _text(64, PARAM_NAME_RE)(v["name"])
                 and _uint(v["value"]))
-    if list(v) == ["action", "effective_height", "source"] and v["action"] == "upgrade_rules":
-        return _uint(v["effective_height"]) and _text(MAX_TX_BYTES)(v["source"])
+    if list(v) == ["action", "code", "effective_height"] and v["action"] == "upgrade_rules":
+        return _bin_up_to(MAX_RULES_CODE_BYTES)(v["code"]) and _uint(v["effective_height"])
     return False
 
 
@@ -116,6 +121,7 @@ BODY_SCHEMAS: dict[str, dict[str, tuple]] = {
     "stake": {"amount": (_amount, True)},
     "unstake": {"amount": (_amount, True)},
     "register_producer": {"node_key": (_bin(32), True), "url": (_text(256), True)},
+    "unjail": {},  # a producer jailed for absence is back (consensus.schedule)
     "govern": {"proposal": (_proposal, False), "approve": (_bin(32), False)},
     # two conflicting messages of one producer (core.evidence)
     "report_equivocation": {"first": (_bin_up_to(MAX_EVIDENCE_PART_BYTES), True),

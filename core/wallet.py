@@ -86,6 +86,9 @@ class Wallet:
     def register_producer(self, node_key: bytes, url: str, *, salt: int | None = None) -> Tx:
         return self.sign("register_producer", {"node_key": bytes(node_key), "url": url}, salt)
 
+    def unjail(self, *, salt: int | None = None) -> Tx:
+        return self.sign("unjail", {}, salt)
+
     def report_equivocation(self, kind: str, first: bytes, second: bytes, *, salt: int | None = None) -> Tx:
         """Report two conflicting messages of one producer for one slot (core.evidence)."""
         return self.sign("report_equivocation", {"first": bytes(first), "kind": kind,
@@ -98,9 +101,11 @@ class Wallet:
                     "value": value}
         return self.sign("govern", {"proposal": proposal}, salt)
 
-    def propose_upgrade(self, source: str, effective_height: int, *, salt: int | None = None) -> Tx:
-        """Replace the rules contract with `source` (compiled on chain) from effective_height on."""
-        proposal = {"action": "upgrade_rules", "effective_height": effective_height, "source": source}
+    def propose_upgrade(self, code: bytes, effective_height: int, *, salt: int | None = None) -> Tx:
+        """Replace the rules contract with `code` from effective_height on: bytecode, compiled
+        here (`contracts.compile_source`) and verified by every node, which compiles nothing."""
+        proposal = {"action": "upgrade_rules", "code": bytes(code),
+                    "effective_height": effective_height}
         return self.sign("govern", {"proposal": proposal}, salt)
 
     def approve_proposal(self, proposal_id, *, salt: int | None = None) -> Tx:
@@ -126,6 +131,13 @@ class NodeUnreachable(ConnectionError):
         super().__init__(f"cannot reach the node at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+def reached(result: dict, wait: str) -> bool:
+    """Whether a tx status (`Client.submit`'s answer with `wait`, or `tx_status`) shows the tx at
+    the status waited for: `final`, or with wait='included' `included` or `final`. A tx still
+    pending after the timeout did not reach it, nor did a rejected one."""
+    return result.get("status") in {"included": ("included", "final"), "final": ("final",)}[wait]
 
 
 def _id_hex(tx_id) -> str:
@@ -184,7 +196,7 @@ class Client:
     # -- writes
     def submit(self, tx: Tx, wait: str | None = None, timeout_s: float = 30) -> dict:
         """POST the raw signed tx. With wait='included'|'final' the node holds the answer until
-        then or until timeout_s; the returned dict's `status` says which happened."""
+        then or until timeout_s; the returned dict's `status` says which happened (`reached`)."""
         params = {}
         if wait and wait != "none":
             params = {"wait": wait, "timeout": str(timeout_s)}

@@ -1,8 +1,9 @@
 """The wallet-facing HTTP API (`/v1/`), per docs/protocol.md.
 
 Every error is `{"error": {"code", "message"}}` with the status the protocol names; an unexpected
-exception becomes a 500 `internal_error` for that request only, never a crash of the node. Bodies
-are read with a size cap before anything is decoded.
+exception becomes a 500 `internal_error` for that request only (logged with its traceback), never
+a crash of the node; only our own broken invariant (`InvariantBroken`) stops it (node.health).
+Bodies are read with a size cap before anything is decoded.
 """
 import contextlib
 import json
@@ -17,7 +18,8 @@ from starlette.responses import Response
 
 from contracts import DIMENSIONS
 from core import codec, types
-from core.errors import Malformed, ProtocolError
+from core.errors import InvariantBroken, Malformed, ProtocolError
+from core.genesis import now_ms
 from core.quorum import governance_quorum
 from core.types import Tx
 from node.http import MAX_BATCH_TXS, ClientLimits, json_response, read_body
@@ -178,6 +180,8 @@ def create_app(service: NodeService) -> "FastSubmit":
     @app.exception_handler(Exception)
     async def _unexpected(request, exc):
         log.exception("unexpected error on %s", request.url.path)
+        if isinstance(exc, InvariantBroken):  # e.g. committing what a peer's votes finalized
+            service.health.halt(f"our own invariant broke on {request.url.path}: {exc}")
         return error_response("internal_error", "the node failed on this request", 500)
 
     @app.post("/v1/transactions/batch")
@@ -249,8 +253,12 @@ def create_app(service: NodeService) -> "FastSubmit":
             equivocation = transition.get_equivocation(layer, name)
             producers.append(dict(records.decode(records.ProducerRecord, v).to_json(name),
                                   equivocation=equivocation and equivocation.to_json()))
+        schedules = service.chain.schedules
+        jailed = {name: height for name, height in sorted(schedules.jailed.items())
+                  if (rec := transition.get_producer(layer, name)) is not None
+                  and rec.unjailed_height <= height}
         return json_response({"schedule": service.chain.schedule(), "producers": producers,
-                              "missed_slots": service.chain.missed_slots,
+                              "missed_slots": service.chain.missed_slots, "jailed": jailed,
                               "evidence": [e.to_json() for e in service.chain.evidence.values()]})
 
     @app.get("/metrics")
@@ -276,8 +284,7 @@ def create_app(service: NodeService) -> "FastSubmit":
     @app.get("/v1/proposals")
     async def get_proposals():
         tip = service.chain.tip()
-        office = governance.producers_in_office(tip.layer, service.genesis.params.producer_count,
-                                                tuple(p.name for p in service.genesis.producers))
+        office = service.chain.schedule(max(tip.slot + 1, service.genesis.slot_at(now_ms())))
         proposals = [dict(p.to_json(pid), status=governance.compute_status(p, tip.height + 1))
                      for pid, p in governance.get_proposals(tip.layer)]
         return json_response({"height": tip.height, "producers": list(office),

@@ -14,6 +14,7 @@ from node.config import read_key_file
 
 EXIT_REJECTED = 1
 EXIT_UNREACHABLE = 3
+EXIT_NOT_REACHED = 4  # a tx did not reach the status waited for (--wait) within --timeout
 
 
 def echo_json(doc) -> None:

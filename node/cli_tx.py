@@ -4,13 +4,14 @@ from pathlib import Path
 
 import click
 
+from contracts import CompileError, compile_source
 from core.crypto import Keypair
 from core.devnet import load_dev_keys
 from core.genesis import DEFAULT_DEV_KEYS
-from core.types import MAX_INT
-from core.wallet import Client, Wallet
-from node.cli_params import (AMOUNT, EXIT_REJECTED, NAME, HexBytes, Time, echo_json, node_option,
-                             read_key_file_or_fail)
+from core.types import MAX_INT, MAX_RULES_CODE_BYTES
+from core.wallet import Client, Wallet, reached
+from node.cli_params import (AMOUNT, EXIT_NOT_REACHED, EXIT_REJECTED, NAME, HexBytes, Time, echo_json,
+                             node_option, read_key_file_or_fail)
 from node.config import write_key_file
 
 
@@ -30,8 +31,10 @@ def signer_options(f):
 
 
 def send_options(f):
+    f = click.option("--print-id", is_flag=True,
+                     help="Print only the tx id, for scripts: ID=$(python cli.py tx ... --print-id).")(f)
     f = click.option("--timeout", type=click.FloatRange(0, 120), default=30.0, show_default=True,
-                     help="Seconds to wait for --wait.")(f)
+                     help="Seconds to wait for --wait; not reached by then: exit code 4.")(f)
     return click.option("--wait", type=click.Choice(["final", "included", "none"]), default="final",
                         show_default=True, help="Answer once the tx reaches this status.")(f)
 
@@ -55,23 +58,35 @@ def _wallet(client: Client, opts: dict) -> Wallet:
 
 
 def _send(opts: dict, build) -> None:
-    """Sign with the chosen key, submit, print the node's answer; exit 1 if it was rejected."""
+    """Sign with the chosen key, submit, print the node's answer; exit 1 if it was rejected, 4 if
+    it did not reach the --wait status within --timeout."""
     with Client(opts["node"]) as client:
         tx = build(_wallet(client, opts))
         result = client.submit(tx, wait=opts["wait"], timeout_s=opts["timeout"])
-    echo_json(result)
+    if opts["print_id"] and result.get("status") != "rejected":
+        click.echo(result["id"])
+    else:
+        echo_json(result)
     if result.get("status") == "rejected":
         err = result.get("error", {})
         click.echo(f"rejected: {err.get('code')}: {err.get('message')}", err=True)
         raise click.exceptions.Exit(EXIT_REJECTED)
-    if opts["wait"] != "none" and result.get("status") not in (opts["wait"], "final"):
-        click.echo(f"not {opts['wait']} after {opts['timeout']:g}s; follow it with: "
-                   f"python cli.py query tx {result.get('id')} --wait 60", err=True)
+    if opts["wait"] != "none" and not reached(result, opts["wait"]):
+        click.echo(f"not {opts['wait']} after {opts['timeout']:g}s (still {result.get('status')}); "
+                   f"follow it with: python cli.py query tx {result.get('id')} --wait 60\n"
+                   f"is the chain stalled? see `stalled` in: python cli.py query status", err=True)
+        raise click.exceptions.Exit(EXIT_NOT_REACHED)
 
 
 @click.group()
 def tx():
-    """Sign and submit transactions (amounts are in milli-units: 1000 = 1.000 CP)."""
+    """Sign and submit transactions (amounts are in milli-units: 1000 = 1.000 CP).
+
+    \b
+    Exit codes: 0 ok (the tx reached the --wait status), 1 the node rejected it,
+    2 usage error, 3 the node could not be reached, 4 not final (or included, with
+    --wait included) within --timeout: it may still be, later.
+    """
 
 
 @tx.command("post")
@@ -173,7 +188,8 @@ def tx_transfer(to, amount, memo, **opts):
 @signer_options
 @send_options
 def tx_stake(amount, **opts):
-    """Lock balance as stake (it weighs your producer approvals)."""
+    """Lock balance as stake. It weighs your producer approvals once it has matured
+    (stake_activation_delay_ms of GET /v1/params; until then it shows as `maturing`)."""
     _send(opts, lambda w: w.stake(amount))
 
 
@@ -182,7 +198,8 @@ def tx_stake(amount, **opts):
 @signer_options
 @send_options
 def tx_unstake(amount, **opts):
-    """Return stake to your balance."""
+    """Return active stake to your balance. It stops approving at once and is spendable after
+    unstake_delay_ms (GET /v1/params; until then it shows as `unbonding`)."""
     _send(opts, lambda w: w.unstake(amount))
 
 
@@ -194,6 +211,15 @@ def tx_unstake(amount, **opts):
 def tx_register_producer(url, node_key, **opts):
     """Become a block-producer candidate."""
     _send(opts, lambda w: w.register_producer(node_key or w.public_key, url))
+
+
+@tx.command("unjail")
+@signer_options
+@send_options
+def tx_unjail(**opts):
+    """Say that your producer node is back after it was jailed for leaving its slots empty
+    (`jailed` in GET /v1/producers); the next election may seat it again."""
+    _send(opts, lambda w: w.unjail())
 
 
 @tx.command("report-equivocation")
@@ -254,15 +280,37 @@ def tx_govern_set_param(name, value, height, **opts):
     _send(opts, lambda w: w.propose_param(name, value, at))
 
 
+def _rules_code(source_file: Path | None, code_file: Path | None) -> bytes:
+    """The bytecode to propose: SOURCE_FILE compiled here, or a precompiled --code file."""
+    if (source_file is None) == (code_file is None):
+        raise click.UsageError("give exactly one of SOURCE_FILE or --code FILE")
+    if code_file is not None:
+        code = code_file.read_bytes()
+    else:
+        try:
+            code = compile_source(source_file.read_text(encoding="utf-8"))
+        except (CompileError, UnicodeDecodeError) as e:
+            raise click.BadParameter(f"{source_file}: {e}", param_hint="SOURCE_FILE") from None
+    if not 0 < len(code) <= MAX_RULES_CODE_BYTES:
+        raise click.UsageError(f"the bytecode has {len(code)} bytes; a proposal carries "
+                               f"1..{MAX_RULES_CODE_BYTES}")
+    return code
+
+
 @tx_govern.command("upgrade-rules")
-@click.argument("source_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source_file", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--code", "code_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Propose this precompiled bytecode (.bin) instead of compiling SOURCE_FILE.")
 @effective_height_option
 @signer_options
 @send_options
-def tx_govern_upgrade_rules(source_file, height, **opts):
-    """Propose replacing the rules contract with SOURCE_FILE (compiled on chain)."""
+def tx_govern_upgrade_rules(source_file, code_file, height, **opts):
+    """Propose replacing the rules contract with SOURCE_FILE, compiled here to bytecode (nodes
+    verify bytecode and compile nothing), or with the bytecode of --code FILE."""
+    code = _rules_code(source_file, code_file)
     at = _height(opts, height)
-    _send(opts, lambda w: w.propose_upgrade(source_file.read_text(encoding="utf-8"), at))
+    _send(opts, lambda w: w.propose_upgrade(code, at))
 
 
 @tx_govern.command("approve")

@@ -94,9 +94,30 @@ class _StateCollector:
         yield GaugeMetricFamily("chain_peers_up", "Peers that answered their last status poll",
                                 value=sum(1 for p in peers if p["up"]))
         yield GaugeMetricFamily("chain_syncing", "1 while catching up with a peer ahead", value=int(s.net.syncing))
-        yield GaugeMetricFamily("chain_producing", "1 if this node is in the current schedule",
-                                value=int(s.producer_name is not None and s.producer_name in chain.schedule()))
-        missed = CounterMetricFamily("chain_missed_slots", "Slots a scheduled producer left empty",
+        now = s.health.liveness()  # at the current wall-clock slot (node.health)
+        yield GaugeMetricFamily("chain_producing", "1 while blocks are being produced: the newest block is "
+                                "as recent as a live chain's", value=int(now.producing))
+        yield GaugeMetricFamily("chain_stalled", "1 while finality has not moved for longer than a live "
+                                "chain allows", value=int(now.stalled))
+        yield GaugeMetricFamily("chain_slots_since_block", "Slots from the newest block's to the current",
+                                value=now.slots_since_block)
+        yield GaugeMetricFamily("chain_slots_since_final", "Slots from the final block's to the current",
+                                value=now.slots_since_final)
+        slot_producer = GaugeMetricFamily("chain_slot_producer_info", "The producer scheduled for the "
+                                          "current slot", labels=["producer"])
+        slot_producer.add_metric([now.slot_producer], 1)
+        yield slot_producer
+        yield GaugeMetricFamily("chain_scheduled", "1 if this node is in the current slot's schedule",
+                                value=int(s.producer_name in now.schedule))
+        empty = CounterMetricFamily("chain_empty_slots", "Slots this node saw end with no block, by the "
+                                    "producer scheduled in them", labels=["producer"])
+        for name, count in sorted(s.health.empty_slots.items()):
+            empty.add_metric([name], count)
+        yield empty
+        yield _counter("chain_slot_failures", "Producer slots that failed (logged with the traceback)",
+                       s.health.slot_failures)
+        missed = CounterMetricFamily("chain_missed_slots", "Slots a scheduled producer left empty "
+                                     "between two blocks, counted when the later became final",
                                      labels=["producer"])
         for name, count in sorted(chain.missed_slots.items()):
             missed.add_metric([name], count)

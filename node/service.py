@@ -14,6 +14,8 @@ import asyncio
 import gc
 import logging
 import os
+import sys
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +29,11 @@ from core.genesis import load_genesis, now_ms
 from core.types import PROTOCOL_VERSION, Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
 from node.equivocation import EquivocationReporter
+from node.health import EXIT_FATAL, Health
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
 from node.orphans import OrphanVotes
+from node.rejoin import Rejoin
 from node.store import LevelDBStore
 from node.verify_pool import VerifyError, VerifyPool
 from p2p.gossip import Network
@@ -45,6 +49,8 @@ PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot'
 BUILD_BUDGET_FRACTION = 0.3  # of a slot: the most time our block's txs may take us to apply
 PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer builds its block
 MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
+FATAL_EXIT_GRACE_S = 10.0  # a node stopping itself gets this long to shut down cleanly
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app did not start
 
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:
@@ -80,8 +86,10 @@ class NodeService:
         self._block_verify_pool = ThreadPoolExecutor(VERIFY_WORKERS, thread_name_prefix="verify-block")
         self._build_s_per_tx = 50e-6  # measured on each block we build
         self.net = Network(self)
+        self.health = Health(self)  # what a halt looks like, and what a failure does (node.health)
         self.metrics = NodeMetrics(self)
         self.reporter = EquivocationReporter(self, now_ms)
+        self.rejoin = Rejoin(self, now_ms)
         self.chain.on_evidence = self.reporter.on_evidence
 
     # ------------------------------------------------------------------ persistence of own signing
@@ -98,7 +106,8 @@ class NodeService:
         tip = self.chain.tip()
         now = now_ms()
         slot = max(self.genesis.slot_at(now), tip.slot + 1)
-        return tip, transition.make_context(self.genesis, tip.height + 1, slot, now)
+        return tip, transition.make_context(self.genesis, tip.height + 1, slot, now,
+                                            self.chain.schedules.for_slot(slot))
 
     def submit(self, tx: Tx, source: str | None = None, admission: tuple | None = None) -> None:
         """Admit a decoded tx to the mempool or raise ProtocolError; changes nothing on error.
@@ -384,6 +393,7 @@ class NodeService:
             if not self.net.syncing:  # a catch-up finalizes old blocks: not how fast finality is
                 self.metrics.finality.observe(self._into_slot_ms(final.slot) / 1000)
         if finalized:
+            self.rejoin.check()
             log.debug("final height %d (slot %d) %+d ms into that slot", finalized[-1].height,
                       finalized[-1].slot, self._into_slot_ms(finalized[-1].slot))
         if node is not None and node.notarized and not was_notarized:
@@ -431,28 +441,36 @@ class NodeService:
             await asyncio.sleep(0.005)
 
     async def run_producer(self) -> None:
+        """Once a slot: judge the slots that ended (node.health), produce if it is ours, evict
+        expired txs. A failure is logged with its traceback and the next slot goes on, unless
+        `health` stops the node (our own invariant broken, or the same failure again and again)."""
         # build a little ahead of the slot start, so the block leaves about when its slot begins
         lead_ms = int(self.genesis.params.block_interval_ms * PREBUILD_FRACTION)
-        while True:
+        while self.health.fatal is None:
             slot = self.genesis.slot_at(now_ms() + lead_ms)
-            await self._await_previous_block(slot)
-            now = now_ms()
             try:
+                await self._await_previous_block(slot)
+                now = now_ms()
+                self.health.on_slot(self.genesis.slot_at(now))
                 self.produce(slot)
                 for tx in self.mempool.evict_expired(now):
                     self._reject(tx, InvalidTx("expired", "the tx expired before inclusion"))
-            except (InvalidBlock, InvalidTx) as e:
-                log.error("own block for slot %d was invalid: %s", slot, e)
+            except Exception as e:  # (a cancellation is not an Exception: it ends the loop)
+                self.health.slot_failed(slot, e)
+            else:
+                self.health.slot_done(slot)
             next_start = self.genesis.slot_start_ms(slot + 1) - lead_ms
             await asyncio.sleep(max(0.0, (next_start - now_ms()) / 1000) + 0.001)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.verify_pool.start()
-        self._task = asyncio.get_running_loop().create_task(self.run_producer())
+        self._task = self.health.watch(asyncio.get_running_loop().create_task(self.run_producer()),
+                                       "producer")
         self.net.start()
 
     async def stop(self) -> None:
+        self.health.stopping = True
         await self.net.stop()
         if self._task is not None:
             self._task.cancel()
@@ -466,29 +484,47 @@ class NodeService:
 
     def status(self) -> dict:
         head, final = self.chain.tip(), self.chain.final
+        slot = self.genesis.slot_at(now_ms())
         return {
             "chain_id": self.genesis.chain_id, "genesis_hash": self.genesis.hash.hex(),
             "protocol_version": PROTOCOL_VERSION,
             "head": {"height": head.height, "id": head.id.hex(), "slot": head.slot},
             "notarized": {"height": self.chain.head().height},
             "final": {"height": final.height, "id": final.id.hex()},
-            "slot": self.genesis.slot_at(now_ms()), "peers": self.net.status(),
+            "slot": slot, "peers": self.net.status(),
             "syncing": self.net.syncing, "sync_target": self.net.sync_target,
             "mempool": len(self.mempool), "producer": self.producer_name,
-            "schedule": self.chain.schedule(),
+            **self.health.status(slot),
         }
 
 
 def run_node(config: NodeConfig) -> None:
-    """Run a node until SIGINT/SIGTERM (uvicorn handles the signals and shuts down cleanly)."""
+    """Run a node until SIGINT/SIGTERM (uvicorn handles the signals and shuts down cleanly), or
+    until it stops itself (node.health): then it shuts down the same way and the process exits
+    with EXIT_FATAL, for a supervisor to restart it."""
     import uvicorn
 
     from node.api import create_app
 
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(NodeService(config))
+    service = NodeService(config)
+    app = create_app(service)
     gc.freeze()  # what start-up built lives as long as the node: keep it out of every collection
     gc.set_threshold(50_000, 20, 20)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools", timeout_graceful_shutdown=2,
-                limit_concurrency=config.max_connections)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="warning", access_log=False, loop="uvloop",
+        http="httptools", timeout_graceful_shutdown=2, limit_concurrency=config.max_connections))
+
+    def shut_down() -> None:
+        server.should_exit = True  # uvicorn's main loop sees it within 0.1 s
+        # and should a clean shutdown hang (a stuck request, a stuck worker), the process still ends
+        backstop = threading.Timer(FATAL_EXIT_GRACE_S, os._exit, (EXIT_FATAL,))
+        backstop.daemon = True
+        backstop.start()
+
+    service.health.on_fatal = shut_down
+    server.run()
+    if service.health.fatal is not None:
+        sys.exit(EXIT_FATAL)
+    if not server.started:  # as uvicorn.run: the app did not start (its error is logged)
+        sys.exit(STARTUP_FAILURE)

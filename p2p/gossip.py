@@ -16,6 +16,10 @@ that is left out until it does, its request still running); when a peer is ahead
 with their votes, then the peer's non-final blocks, are pulled in batches and handed to the node
 service, which validates each block and finalizes only by its own vote count. A catch-up of more
 than SYNC_LAG blocks shows in `/v1/status` (`syncing`, `sync_target`) and logs its progress.
+
+Failures: a sync round that fails is logged (with its traceback if it was not the peer's fault or
+the network's) and the next round goes on; our own broken invariant ends the sync task. Each lane
+and the sync loop are watched by the node: one that ends stops the node (node.health).
 """
 import asyncio
 import logging
@@ -25,7 +29,7 @@ from collections import deque
 import httpx
 import msgpack
 
-from core.errors import InvalidBlock, InvalidVote, Malformed, ProtocolError
+from core.errors import InvalidBlock, InvalidVote, InvariantBroken, Malformed, ProtocolError
 from core.types import PROTOCOL_VERSION, Vote
 from p2p.envelope import PeerGuard, is_penalized, seal
 from p2p.link import Link, LinkError
@@ -103,12 +107,13 @@ class Network:
         self.peers = [Peer(u) for u in self.service.config.peers]
         self._sync_now = asyncio.Event()
         loop = asyncio.get_running_loop()
+        watch = self.service.health.watch  # a task that ends stops the node, loudly
         for peer in self.peers:
-            self._tasks.append(loop.create_task(self._block_loop(peer)))
-            self._tasks.append(loop.create_task(self._vote_loop(peer)))
-            self._tasks.append(loop.create_task(self._tx_loop(peer)))
+            for lane, run in (("blocks", self._block_loop), ("votes", self._vote_loop),
+                              ("txs", self._tx_loop)):
+                self._tasks.append(watch(loop.create_task(run(peer)), f"{lane} to {peer.url}"))
         if self.peers:
-            self._tasks.append(loop.create_task(self._sync_loop()))
+            self._tasks.append(watch(loop.create_task(self._sync_loop()), "sync"))
 
     async def stop(self) -> None:
         tasks = self._tasks + [p.polling for p in self.peers if p.polling is not None]
@@ -235,6 +240,9 @@ class Network:
         except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
             # unreachable, another chain, or an answer that is not a status: treat it as down
             self._mark_down(peer)
+        except Exception:  # a bug of ours: said, and the peer left down until the next poll
+            log.exception("status poll of peer %s failed", peer.url)
+            self._mark_down(peer)
 
     def _compatible(self, peer: Peer, doc: dict) -> bool:
         """False for a peer that runs another chain or another protocol version: it is left
@@ -271,6 +279,10 @@ class Network:
                 await self._catch_up()
             except (httpx.HTTPError, ProtocolError) as e:
                 log.info("sync round failed: %s", e)
+            except InvariantBroken:
+                raise  # our own state is wrong: the task ends, and the node stops (node.health)
+            except Exception:  # e.g. our import failed on a peer's block: said; the next round goes on
+                log.exception("sync round failed")
             self._sync_now.clear()
             try:
                 await asyncio.wait_for(self._sync_now.wait(), SYNC_INTERVAL_S)

@@ -2,32 +2,34 @@
 contract, by proposal and approval, from a stated effective height on.
 
 A `govern` tx either makes a proposal (its id is the tx id; it counts as the proposer's approval)
-or approves one. Only producers in office may do either: those the election would choose from the
-current state — the top `producer_count` registered producers by approving stake, or the genesis
-producers while no candidate has any — the rule of consensus/schedule.py, computed here from
-state alone because the transition never reads consensus objects. A proposal is approved once
-`governance_quorum(n)` (2n/3 + 1) of the n producers in office at an approval have approved it; it
-is enacted at the start of its effective block (`enact_due`, before any tx of that block). One
-not approved before its effective height lapses (shown as `expired`; nothing is written for it).
+or approves one. Only producers in office may do either: the producers scheduled for the slot of
+the block the tx is in (`ctx.producers`, from the elections of consensus/schedule.py), the same
+set whose votes finalize that block. A proposal is approved once `governance_quorum(n)` (2n/3 + 1)
+of the n producers in office at an approval have approved it; it is enacted at the start of its
+effective block (`enact_due`, before any tx of that block). One not approved before its
+effective height lapses (shown as `expired`; nothing is written for it). A parameter's new value
+must be in its declared range (state.rules.PARAM_RANGES) when proposed and again when enacted
+(two proposals each in range may together break a joint bound): one that is not is `refused`
+at enactment and changes nothing.
 
-An upgrade's source is compiled on chain. Whether a source compiles must not depend on how deep
-the Python stack is where it is compiled (admission, block production and import differ), so a
-source whose syntax tree is deeper than MAX_SOURCE_DEPTH is refused whatever the parser says.
+An upgrade carries compiled bytecode, which `verify_rules_code` checks with the VM's own loader
+under its fixed limits (size, functions, constants, instructions, locals, stack): nothing is
+compiled at consensus time, so whether a proposal is valid depends on its bytes alone, not on
+the Python that runs the node, and costs time and memory bounded by MAX_RULES_CODE_BYTES.
 """
-import ast
-
 import msgpack
 
-from contracts import CompileError, VMError, code_hash, compile_source, prepare
+from contracts import VMError, code_hash, prepare
 from contracts.rules import HOOK_FOR_KIND, ROUND_HOOK
 from core.codec import pack_flat
 from core.errors import InvalidTx
 from core.quorum import governance_quorum
+from core.types import MAX_RULES_CODE_BYTES
 from state import records, schema
+from state.rules import check_params, get_params
 from state.records import ProducerRecord, Proposal
 from state.view import Journal
 
-MAX_SOURCE_DEPTH = 100
 HOOK_ARITY = {**{hook: 0 for hook in HOOK_FOR_KIND.values()}, ROUND_HOOK: 1}
 
 
@@ -37,28 +39,14 @@ def has_equivocated(view, name: str) -> bool:
     return view.get(schema.equivocation_key(name)) is not None
 
 
-def get_elected_producers(view, producer_count: int) -> tuple[str, ...]:
-    """The top `producer_count` registered producers by approving stake (ties by name), leaving
-    out those that equivocated; empty when no such candidate has any approval (then the genesis
-    producers stay in office: see `producers_in_office`)."""
-    candidates = []
+def get_candidates(view) -> dict[str, ProducerRecord]:
+    """Every registered producer that never equivocated, by name."""
+    found = {}
     for key, raw in view.scan(schema.PRODUCER):
-        rec = records.decode(ProducerRecord, raw)
         name = key[len(schema.PRODUCER):].decode()
-        if rec.approval > 0 and not has_equivocated(view, name):
-            candidates.append((-rec.approval, name))
-    return tuple(name for _, name in sorted(candidates)[:producer_count])
-
-
-def genesis_producers_in_office(view, genesis_producers: tuple[str, ...]) -> tuple[str, ...]:
-    """Who produces while no candidate is approved: the genesis producers that did not
-    equivocate, in genesis order; all of them if every one did (a chain left without producers
-    could never recover)."""
-    return tuple(n for n in genesis_producers if not has_equivocated(view, n)) or tuple(genesis_producers)
-
-
-def producers_in_office(view, producer_count: int, genesis_producers: tuple[str, ...]) -> tuple[str, ...]:
-    return get_elected_producers(view, producer_count) or genesis_producers_in_office(view, genesis_producers)
+        if not has_equivocated(view, name):
+            found[name] = records.decode(ProducerRecord, raw)
+    return found
 
 
 def get_proposal(view, proposal_id: bytes) -> Proposal | None:
@@ -79,34 +67,21 @@ def compute_status(proposal: Proposal, height: int) -> str:
 
 
 # ------------------------------------------------------------------------------ the tx kind
-def _ast_depth(tree: ast.AST) -> int:
-    depth, stack = 0, [(tree, 1)]
-    while stack:
-        node, d = stack.pop()
-        depth = max(depth, d)
-        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
-    return depth
-
-
-def compile_rules(source: str) -> bytes:
-    """Contract source -> verified bytecode that defines every hook the chain calls, or
-    InvalidTx("invalid_proposal")."""
+def verify_rules_code(code: bytes) -> None:
+    """Check that `code` is bytecode the VM loads (`prepare`: every limit of contracts/bytecode.py)
+    and that it defines every hook the chain calls with its arity; InvalidTx("invalid_proposal")
+    if not. Never compiles anything."""
+    # refused by size before any of it is decoded (the tx's static check bounds it as well)
+    if type(code) is not bytes or not 0 < len(code) <= MAX_RULES_CODE_BYTES:
+        raise InvalidTx("invalid_proposal", f"rules bytecode has 1..{MAX_RULES_CODE_BYTES} bytes")
     try:
-        too_deep = _ast_depth(ast.parse(source)) > MAX_SOURCE_DEPTH
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        too_deep = False  # compile_source fails on it as well, and says why
-    if too_deep:
-        raise InvalidTx("invalid_proposal", f"the source nests deeper than {MAX_SOURCE_DEPTH}")
-    try:
-        code = compile_source(source)
         program, _ = prepare(code)
-    except (CompileError, VMError, RecursionError, MemoryError) as e:
-        raise InvalidTx("invalid_proposal", f"the rules source does not compile: {e}") from None
+    except VMError as e:
+        raise InvalidTx("invalid_proposal", f"not valid rules bytecode: {e}") from None
     for hook, arity in HOOK_ARITY.items():
         index = program.index_of(hook)
         if index is None or program.functions[index].nparams != arity:
             raise InvalidTx("invalid_proposal", f"a rules contract defines {hook} with {arity} parameter(s)")
-    return code
 
 
 def _new_proposal(j: Journal, tx, ctx) -> Proposal:
@@ -118,20 +93,32 @@ def _new_proposal(j: Journal, tx, ctx) -> Proposal:
     if p["action"] == "set_param":
         name, value = p["name"], p["value"]
     else:
-        code = compile_rules(p["source"])
-        digest = code_hash(code)
-        j.put(schema.proposal_code_key(tx.id), code)
+        verify_rules_code(p["code"])
+        digest = code_hash(p["code"])
+        j.put(schema.proposal_code_key(tx.id), p["code"])
     return Proposal(tx.sender, p["action"], name, value, digest, p["effective_height"], ctx.height,
                     "pending", [tx.sender])
 
 
+def _check_param_change(view, name: str, value: int) -> str | None:
+    """Why setting `name` to `value` over the parameters in `view` is not allowed, or None."""
+    params = get_params(view)
+    if name not in params:
+        return f"there is no parameter {name!r}"
+    return check_params({**params, name: value})
+
+
 def process_govern(j: Journal, tx, sender, ctx) -> None:
-    office = producers_in_office(j, ctx.producer_count, ctx.genesis_producers)
+    office = ctx.producers
     # only the producers in office govern the rules
     if tx.sender not in office:
         raise InvalidTx("not_producer", f"{tx.sender} is not a producer in office", status=403)
     if "proposal" in tx.body:
         proposal_id, proposal = tx.id, _new_proposal(j, tx, ctx)
+        # a parameter only ever takes a value inside its declared range
+        refused = proposal.action == "set_param" and _check_param_change(j, proposal.name, proposal.value)
+        if refused:
+            raise InvalidTx("invalid_proposal", refused)
     else:
         proposal_id = tx.body["approve"]
         proposal = get_proposal(j, proposal_id)
@@ -163,6 +150,10 @@ def enact_due(layer, height: int) -> None:
     for proposal_id in msgpack.unpackb(due):
         proposal = get_proposal(j, proposal_id)
         if proposal.action == "set_param":
+            if _check_param_change(j, proposal.name, proposal.value):
+                proposal.status = "refused"
+                j.put(schema.proposal_key(proposal_id), records.encode(proposal))
+                continue
             j.put(schema.param_key(proposal.name), pack_flat(proposal.value))
         else:
             code_key = schema.proposal_code_key(proposal_id)

@@ -18,10 +18,18 @@ class Account:
     behaviour: int = 0
     relationship: int = 0
     approvals: list = field(default_factory=list)  # producer names, sorted
+    maturing: int = 0  # part of `stake` that does not approve producers yet (state.staking)
+    unbonding: int = 0  # unstaked, not yet back in `balance` (state.staking)
+
+    @property
+    def active_stake(self) -> int:
+        """The stake that approves producers (what each approval adds to a candidate)."""
+        return self.stake - self.maturing
 
     def to_json(self, name: str) -> dict:
         return {"name": name, "public_key": self.public_key.hex(), "balance": self.balance,
-                "stake": self.stake, "referrer": self.referrer, "joined_height": self.joined_height,
+                "stake": self.stake, "maturing": self.maturing, "unbonding": self.unbonding,
+                "referrer": self.referrer, "joined_height": self.joined_height,
                 "assets": {"content": self.content, "behaviour": self.behaviour,
                            "relationship": self.relationship},
                 "approvals": list(self.approvals)}
@@ -53,16 +61,18 @@ class Post:
 class ProducerRecord:
     node_key: bytes
     url: str
-    approval: int = 0  # total stake of the members approving it
+    approval: int = 0  # total active stake of the members approving it
     registered_height: int = 0
     previous_key: bytes = b""  # the node key it replaced last (b"": never changed)
     key_changed_height: int = 0  # when it did
+    unjailed_height: int = 0  # its latest `unjail` tx: back after being jailed for absence
 
     def to_json(self, name: str) -> dict:
         return {"name": name, "node_key": self.node_key.hex(), "url": self.url,
                 "approval": self.approval, "registered_height": self.registered_height,
                 "previous_node_key": self.previous_key.hex() or None,
-                "key_changed_height": self.key_changed_height or None}
+                "key_changed_height": self.key_changed_height or None,
+                "unjailed_height": self.unjailed_height or None}
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from contracts.rules import (DEFAULT_PARAMS, HOOK_FOR_KIND, HOOK_GAS_LIMITS, ROU
                              load_default_rules)
 from core.codec import pack_flat
 from core.errors import InvalidTx, InvariantBroken
+from core.types import MAX_INT
 from state import records, schema
 from state.records import Account, Post
 from state.view import Journal, Layer
@@ -36,6 +37,46 @@ ISSUANCE_PARAMS = {
     "round_blocks": 20,              # on_round runs at every 20th height (0: never)
 }
 GENESIS_PARAMS = {**DEFAULT_PARAMS, **ISSUANCE_PARAMS}
+SECOND_MS, DAY_MS = 1000, 24 * 3600 * 1000
+# Every parameter's range, enforced at genesis, at proposal and at enactment. The bounds keep
+# amounts far from what the codec and the VM hold (2^63 - 1: a pool filled at the highest
+# issuance for 100 years holds 6.3e18) and the hooks inside their gas (a post pays at most
+# max_votes_per_post curators, a round at most payouts_per_round posts).
+PARAM_RANGES = {
+    "issuance_per_block": (0, 1_000_000_000),
+    "content_pool_bps": (0, 10_000), "behaviour_pool_bps": (0, 10_000),
+    "relationship_pool_bps": (0, 10_000),
+    "round_blocks": (0, 1_000_000),
+    "payout_window_ms": (SECOND_MS, 90 * DAY_MS),
+    "payouts_per_round": (1, 100),
+    "content_reward_bps": (0, 10_000),
+    "curation_bps": (0, 10_000),
+    "max_votes_per_post": (1, 200),
+    "vote_power_divisor": (1, 10_000),
+    "vote_regen_ms": (SECOND_MS, 90 * DAY_MS),
+    "self_vote_max_bps": (0, 10_000),
+    "attend_points": (0, 100_000),
+    "participation_points": (0, 100_000),
+    "participation_cap_per_day": (0, 1_000_000),
+    "referral_bonus": (0, 1_000_000),
+    "referral_cap_per_period": (0, 1_000),
+    "referral_period_ms": (SECOND_MS, 365 * DAY_MS),
+}
+POOL_BPS_PARAMS = ("content_pool_bps", "behaviour_pool_bps", "relationship_pool_bps")
+
+
+def check_params(params: Mapping[str, int]) -> str | None:
+    """Why a full set of parameters is not allowed (None if it is): every value in its range, and
+    the pools' shares of issuance at most 100 % together."""
+    for name, value in sorted(params.items()):
+        if name not in PARAM_RANGES:
+            return f"there is no parameter {name!r}"
+        lo, hi = PARAM_RANGES[name]
+        if not lo <= value <= hi:
+            return f"{name} must be in {lo}..{hi}, not {value}"
+    if sum(params.get(name, 0) for name in POOL_BPS_PARAMS) > BPS:
+        return f"the pools' shares ({', '.join(POOL_BPS_PARAMS)}) add up to more than {BPS}"
+    return None
 BPS = 10_000
 _NO_TX = {"kind": "", "sender": "", "id": b"", "body": {}}
 _ACCOUNT_FIELD = {dimension: Account.__slots__.index(dimension) for dimension in DIMENSIONS}
@@ -47,6 +88,9 @@ def genesis_rules_writes(overrides: Mapping[str, int]) -> dict[bytes, bytes]:
     unknown = sorted(set(overrides) - set(GENESIS_PARAMS))
     if unknown:
         raise ValueError(f"invalid genesis: unknown rules parameters {unknown}")
+    refused = check_params({**GENESIS_PARAMS, **overrides})
+    if refused:
+        raise ValueError(f"invalid genesis: {refused}")
     code = load_default_rules()
     writes = {schema.RULES_CODE: code, schema.RULES_HASH: code_hash(code)}
     for name, value in {**GENESIS_PARAMS, **overrides}.items():
@@ -86,7 +130,9 @@ def get_last_round(view) -> dict | None:
 
 
 def _add_to_pool(j: Journal, dimension: str, delta: int) -> None:
-    j.put(schema.pool_key(dimension), pack_flat(get_pool(j, dimension) + delta))
+    """Saturating at MAX_INT: a full pool stops growing rather than overflow the codec (the
+    parameter ranges keep this a century away)."""
+    j.put(schema.pool_key(dimension), pack_flat(min(MAX_INT, get_pool(j, dimension) + delta)))
 
 
 # ------------------------------------------------------------------------------ the host

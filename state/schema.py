@@ -24,6 +24,9 @@ CONTRACT_STORE = S + b"cstore/"
 PROPOSAL = S + b"gov/prop/"
 PROPOSAL_CODE = S + b"gov/code/"
 PROPOSALS_DUE = S + b"gov/due/"
+# stake moving in time (state.staking): entries by due time, and the earliest due time
+STAKE_DUE = S + b"stakedue/"
+STAKE_NEXT_DUE = S + b"stakenext"
 
 BLOCK = C + b"block/"
 FINAL_AT_HEIGHT = C + b"height/"
@@ -84,6 +87,11 @@ def proposal_code_key(proposal_id: bytes) -> bytes:
     return PROPOSAL_CODE + proposal_id
 
 
+def stake_due_key(due_ms: int, action: bytes, name: str) -> bytes:
+    """Sorted by due time, so the entries that are due are a prefix of the scan."""
+    return STAKE_DUE + height_bytes(due_ms) + action + name.encode()
+
+
 def proposals_due_key(height: int) -> bytes:
     return PROPOSALS_DUE + height_bytes(height)
 
@@ -114,6 +122,8 @@ def pending_block_key(height: int, block_id: bytes) -> bytes:
 # elections and liveness, written with the final block that triggers them (chain store, not state)
 SCHEDULE = C + b"sched/"
 MISSED = C + b"missed/"
+PRODUCED = C + b"produced/"  # epoch -> producers of the final blocks in it (absence is judged on it)
+JAILED = C + b"jailed/"  # producer -> height of the final block whose election jailed it
 
 
 def schedule_key(epoch: int) -> bytes:
@@ -122,3 +132,11 @@ def schedule_key(epoch: int) -> bytes:
 
 def missed_key(name: str) -> bytes:
     return MISSED + name.encode()
+
+
+def produced_key(epoch: int) -> bytes:
+    return PRODUCED + height_bytes(epoch)
+
+
+def jailed_key(name: str) -> bytes:
+    return JAILED + name.encode()

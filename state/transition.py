@@ -15,7 +15,7 @@ from core.errors import InvalidBlock, InvalidTx
 from core.evidence import Equivocation
 from core.genesis import Genesis
 from core.types import Block, BlockHeader, Tx
-from state import governance, records, schema
+from state import governance, records, schema, staking
 from state.records import Account, EquivocationRecord, Post, ProducerRecord
 from state.rules import genesis_rules_writes
 from state.view import Journal, Layer
@@ -39,9 +39,10 @@ class BlockContext:
     timestamp_ms: int
     max_tx_expiry_ms: int
     max_producer_approvals: int
-    # who governs when no candidate is approved (a context without them lets no one govern)
-    producer_count: int = 21
-    genesis_producers: tuple[str, ...] = ()
+    # the producers scheduled for the block's slot (consensus.schedule): they govern
+    producers: tuple[str, ...] = ()
+    unstake_delay_ms: int = 0
+    stake_activation_delay_ms: int = 0
 
 
 class RulesHook(Protocol):
@@ -110,14 +111,6 @@ def process_post(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None
               b.get("event"), ctx.height, ctx.timestamp_ms))
 
 
-def _set_approval_weight(j: Journal, names, delta: int) -> None:
-    for name in names:
-        prod = get_producer(j, name)
-        if prod is not None:
-            prod.approval += delta
-            _put(j, schema.producer_key(name), prod)
-
-
 def process_vote(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
     b = tx.body
     if "producer" in b:
@@ -130,10 +123,10 @@ def process_vote(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None
             _require(len(sender.approvals) < ctx.max_producer_approvals, "too_many_approvals",
                      f"at most {ctx.max_producer_approvals} producer approvals")
             sender.approvals = sorted(sender.approvals + [name])
-            _set_approval_weight(j, [name], sender.stake)
+            staking.add_approval(j, [name], sender.active_stake)
         elif not b["approve"] and approved:
             sender.approvals = [n for n in sender.approvals if n != name]
-            _set_approval_weight(j, [name], -sender.stake)
+            staking.add_approval(j, [name], -sender.active_stake)
         _put(j, schema.account_key(tx.sender), sender)
         return
     ref = b["post"]
@@ -199,18 +192,18 @@ def process_transfer(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> 
 def process_stake(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
     amount = tx.body["amount"]
     _require(sender.balance >= amount, "insufficient_balance", f"balance {sender.balance} < {amount}")
-    sender.balance -= amount
-    sender.stake += amount
-    _set_approval_weight(j, sender.approvals, amount)
+    staking.stake(j, tx.sender, sender, amount, ctx)
     _put(j, schema.account_key(tx.sender), sender)
 
 
 def process_unstake(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
     amount = tx.body["amount"]
-    _require(sender.stake >= amount, "insufficient_stake", f"stake {sender.stake} < {amount}")
-    sender.stake -= amount
-    sender.balance += amount
-    _set_approval_weight(j, sender.approvals, -amount)
+    # stake still maturing is locked: it has not approved anyone yet, and leaving at once would
+    # let one stake pass through many accounts
+    _require(sender.active_stake >= amount, "insufficient_stake",
+             f"active stake {sender.active_stake} < {amount}"
+             + (f" ({sender.maturing} more is still maturing)" if sender.maturing else ""))
+    staking.unstake(j, tx.sender, sender, amount, ctx)
     _put(j, schema.account_key(tx.sender), sender)
 
 
@@ -223,6 +216,7 @@ def process_register_producer(j: Journal, tx: Tx, sender: Account, ctx: BlockCon
     if existing is not None:  # re-registering updates the key and url, keeps approvals
         record.approval, record.registered_height = existing.approval, existing.registered_height
         record.previous_key, record.key_changed_height = existing.previous_key, existing.key_changed_height
+        record.unjailed_height = existing.unjailed_height
         if record.node_key != existing.node_key:
             # evidence signed with the key being replaced still convicts (see process_report_
             # equivocation); one change per interval keeps a producer from rotating it out of reach
@@ -232,6 +226,19 @@ def process_register_producer(j: Journal, tx: Tx, sender: Account, ctx: BlockCon
                      f"the next change is allowed from height {since + KEY_CHANGE_INTERVAL_BLOCKS}", 429)
             record.previous_key, record.key_changed_height = existing.node_key, ctx.height
     _put(j, schema.producer_key(tx.sender), record)
+
+
+def process_unjail(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
+    """A producer left out of elections for leaving its slots empty says it is back; the next
+    election may choose it again (consensus.schedule)."""
+    producer = get_producer(j, tx.sender)
+    # only a candidate can be jailed
+    _require(producer is not None, "unknown_producer", f"{tx.sender} is not a producer", 404)
+    # an equivocation is for good
+    _require(not governance.has_equivocated(j, tx.sender), "producer_equivocated",
+             f"{tx.sender} equivocated and can never produce again", 403)
+    producer.unjailed_height = ctx.height
+    _put(j, schema.producer_key(tx.sender), producer)
 
 
 def process_report_equivocation(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None:
@@ -259,7 +266,8 @@ def process_report_equivocation(j: Journal, tx: Tx, sender: Account, ctx: BlockC
 PROCESSORS = {
     "post": process_post, "vote": process_vote, "attend": process_attend, "refer": process_refer,
     "transfer": process_transfer, "stake": process_stake, "unstake": process_unstake,
-    "register_producer": process_register_producer, "govern": governance.process_govern,
+    "register_producer": process_register_producer, "unjail": process_unjail,
+    "govern": governance.process_govern,
     "report_equivocation": process_report_equivocation,
 }
 
@@ -308,19 +316,26 @@ def compute_state_root(parent_root: bytes, writes: dict[bytes, bytes | None]) ->
     return codec.sha256(b"state" + parent_root + compute_diff_hash(writes))
 
 
-def make_context(genesis: Genesis, height: int, slot: int, timestamp_ms: int) -> BlockContext:
+def make_context(genesis: Genesis, height: int, slot: int, timestamp_ms: int,
+                 producers: tuple[str, ...] | None = None) -> BlockContext:
+    """`producers`: the slot's schedule (consensus passes it); None means the genesis producers,
+    for tools that run the transition without consensus (simulation, benches, tests)."""
     p = genesis.params
+    if producers is None:
+        producers = tuple(prod.name for prod in genesis.producers)
     return BlockContext(genesis.chain_id, height, slot, timestamp_ms, p.max_tx_expiry_ms,
-                        p.max_producer_approvals, p.producer_count,
-                        tuple(prod.name for prod in genesis.producers))
+                        p.max_producer_approvals, tuple(producers), p.unstake_delay_ms,
+                        p.stake_activation_delay_ms)
 
 
-def block_context(genesis: Genesis, header: BlockHeader) -> BlockContext:
-    return make_context(genesis, header.height, header.slot, header.timestamp_ms)
+def block_context(genesis: Genesis, header: BlockHeader, producers: tuple[str, ...] | None = None) -> BlockContext:
+    return make_context(genesis, header.height, header.slot, header.timestamp_ms, producers)
 
 
 def begin_block(layer: Layer, ctx: BlockContext, rules: RulesHook | None = None) -> None:
-    """Before the block's txs: enact the governance changes due now, then the rules' block step."""
+    """Before the block's txs: stake that has waited moves, the governance changes due now are
+    enacted, then the rules' block step."""
+    staking.process_due(layer, ctx.timestamp_ms)
     governance.enact_due(layer, ctx.height)
     if rules is not None:
         rules.begin_block(layer, ctx)
@@ -333,16 +348,18 @@ def end_block(layer: Layer, ctx: BlockContext, rules: RulesHook | None = None) -
 
 
 def apply_block(parent: Layer, parent_root: bytes, genesis: Genesis, block: Block,
-                verify: Verifier = verify_signature, rules: RulesHook | None = None) -> Layer:
+                verify: Verifier = verify_signature, rules: RulesHook | None = None,
+                producers: tuple[str, ...] | None = None) -> Layer:
     """Apply every tx of `block` on a new layer over `parent`; check tx_root and state_root.
-    Raises InvalidBlock; the parent is never modified."""
+    `producers`: the block's slot schedule (see `make_context`). Raises InvalidBlock; the parent
+    is never modified."""
     header = block.header
     if len(block.txs) > genesis.params.max_block_txs:
         raise InvalidBlock("too_many_txs", f"{len(block.txs)} > {genesis.params.max_block_txs}")
     if types.merkle_root([t.id for t in block.txs]) != header.tx_root:
         raise InvalidBlock("bad_tx_root", "tx_root does not match the txs")
     layer = Layer(parent)
-    ctx = block_context(genesis, header)
+    ctx = block_context(genesis, header, producers)
     begin_block(layer, ctx, rules)
     for i, tx in enumerate(block.txs):
         try:

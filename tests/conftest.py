@@ -6,6 +6,7 @@ every test sees the same chain.
 """
 import hashlib
 import json
+import time
 from functools import lru_cache
 
 import pytest
@@ -41,13 +42,17 @@ def node_keypair(name: str) -> Keypair:
     return Keypair(hashlib.sha256(b"node:" + name.encode()).digest())
 
 
-def make_genesis(params: ChainParams | None = None) -> Genesis:
+# stake acts at once unless a test sets the delays; one founder's stake elects a candidate
+TEST_PARAMS = ChainParams(unstake_delay_ms=0, stake_activation_delay_ms=0, min_producer_approval=STAKE)
+
+
+def make_genesis(params: ChainParams | None = None, producers: tuple[str, ...] = PRODUCERS) -> Genesis:
     g = Genesis(
         chain_id=CHAIN_ID,
         genesis_time_ms=GENESIS_MS,
-        params=params or ChainParams(),
+        params=params or TEST_PARAMS,
         members=tuple(Member(n, keypair(n).public_key, BALANCE, STAKE) for n in MEMBERS),
-        producers=tuple(Producer(n, node_keypair(n).public_key, f"http://{n}.test") for n in PRODUCERS),
+        producers=tuple(Producer(n, node_keypair(n).public_key, f"http://{n}.test") for n in producers),
     )
     # the same object must survive the genesis.json validation path
     assert Genesis.from_json(g.to_json()) == g
@@ -79,8 +84,7 @@ class World:
         self.kv.write(T.genesis_writes(genesis))
         self.base = Layer(None, self.kv)
         self.layer = Layer(self.base)
-        self.ctx = T.BlockContext(genesis.chain_id, height, height, ts, genesis.params.max_tx_expiry_ms,
-                                  genesis.params.max_producer_approvals)
+        self.ctx = T.make_context(genesis, height, height, ts)
         self.index = 0
         self.salt = 0
 
@@ -137,3 +141,14 @@ def service(tmp_path):
     write_key_file(tmp_path / "key.json", "alice", node_keypair("alice"))
     return NodeService(NodeConfig(genesis=str(tmp_path / "genesis.json"),
                                   key_file=str(tmp_path / "key.json")), kv=MemoryKV())
+
+
+def wait_until(cond, timeout_s: float, what: str, poll_s: float = 0.2):
+    """Poll `cond` until it returns something true (returned), or fail after `timeout_s`."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")

@@ -300,6 +300,7 @@ BODIES = {
     "unstake": st.fixed_dictionaries({"amount": amounts}),
     "register_producer": st.fixed_dictionaries({"node_key": st.binary(min_size=32, max_size=32),
                                                 "url": texts}),
+    "unjail": st.just({}),
 }
 KEY = keypair("alice")
 

@@ -18,6 +18,7 @@ from core.genesis import ChainParams, Genesis, Member, Producer
 from core.types import Tx
 from core.wallet import ApiError, Client, Wallet
 from node.config import write_key_file
+from tests.conftest import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAIN = "e2e-chain"
@@ -65,7 +66,9 @@ class NodeProcess:
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    genesis = Genesis(CHAIN, time.time_ns() // 1_000_000 - 10_000, ChainParams(block_interval_ms=300),
+    params = ChainParams(block_interval_ms=300, stake_activation_delay_ms=STAKE_DELAY_MS,
+                         unstake_delay_ms=STAKE_DELAY_MS, min_producer_approval=50_000)
+    genesis = Genesis(CHAIN, time.time_ns() // 1_000_000 - 10_000, params,
                       tuple(Member(n, k.public_key, 1_000_000, 100_000) for n, k in KEYS.items()),
                       (Producer("alice", KEYS["alice"].public_key, ""),))
     (tmp / "genesis.json").write_text(json.dumps(genesis.to_json()))
@@ -74,6 +77,9 @@ def node(tmp_path_factory):
     proc.start()
     yield proc
     proc.stop()
+
+
+STAKE_DELAY_MS = 3000
 
 
 def wallet(name, key=None):
@@ -130,14 +136,23 @@ def test_every_kind_reaches_final(node):
 
     final(c, bob.transfer("newbie", 1000, memo="welcome"))
     final(c, newbie.stake(400))
+    acct = c.account("newbie")
+    assert (acct["balance"], acct["stake"], acct["maturing"]) == (600, 400, 400)
+    # stake that has not matured cannot leave; once it has, it leaves through unbonding
+    with pytest.raises(ApiError) as e:
+        c.submit(newbie.unstake(100))
+    assert (e.value.status, e.value.code) == (400, "insufficient_stake")
     final(c, newbie.register_producer(Keypair.generate().public_key, "http://127.0.0.1:1"))
     final(c, bob.approve_producer("newbie"))
-    acct = c.account("newbie")
-    assert (acct["balance"], acct["stake"]) == (600, 400)
+    final(c, newbie.unjail())
     producers = {p["name"]: p for p in c.producers()["producers"]}
     assert producers["newbie"]["approval"] == c.account("bob")["stake"]
+    assert producers["newbie"]["unjailed_height"] > 0
+    wait_until(lambda: c.account("newbie")["maturing"] == 0, 10, "the stake to mature")
     final(c, newbie.unstake(100))
-    assert c.account("newbie")["stake"] == 300
+    acct = c.account("newbie")
+    assert (acct["balance"], acct["stake"], acct["unbonding"]) == (600, 300, 100)
+    wait_until(lambda: c.account("newbie")["balance"] == 700, 10, "the unstaked CP to be released")
 
 
 def test_tx_status_moves_pending_to_final(node):

@@ -21,20 +21,11 @@ from core.wallet import Client, Wallet
 from node import testnet
 from node.testnet import CHAIN_ID, free_port_range, prepare
 from p2p.gossip import SYNC_LAG
+from tests.conftest import wait_until
 from tests.test_e2e_single import scrape
 
 VALIDATORS = 4
 FULL = VALIDATORS  # index of the full node
-
-
-def wait_until(cond, timeout_s: float, what: str, poll_s: float = 0.2):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +171,7 @@ def test_a_rules_upgrade_changes_awards_from_its_effective_height_on_every_node(
     with Client(net.urls[0]) as c:
         assert c.submit(early.post("before", "before", "text"), wait="final", timeout_s=20)["status"] == "final"
         effective = c.status()["head"]["height"] + 12
-        proposal = producers[0].propose_upgrade(source, effective)
+        proposal = producers[0].propose_upgrade(compile_source(source), effective)
         assert c.submit(proposal, wait="final", timeout_s=20)["status"] == "final"
         approvals = [p.approve_proposal(proposal.id) for p in producers[1:3]]
         assert c.submit_batch(approvals)["accepted"] == 2

@@ -5,10 +5,12 @@ import copy
 import msgpack
 import pytest
 
-from contracts.rules import default_rules_source
+from contracts import compile_source
+from contracts.rules import load_default_rules
 from core import codec, crypto
 from core.errors import InvalidTx, Malformed
-from core.types import MAX_BODY_TEXT, MAX_INT, MAX_TX_BYTES, Tx, is_ticket_valid, make_ticket
+from core.types import (MAX_BODY_TEXT, MAX_INT, MAX_RULES_CODE_BYTES, MAX_TX_BYTES, Tx,
+                        is_ticket_valid, make_ticket)
 from tests.conftest import CHAIN_ID, EXPIRES, keypair, node_keypair
 
 SENDER = "alice"
@@ -31,10 +33,12 @@ BASES = {
     "unstake": ("unstake", {"amount": 100}),
     "register_producer": ("register_producer", {"node_key": node_keypair(SENDER).public_key,
                                                 "url": "http://alice.test:8000"}),
+    "unjail": ("unjail", {}),
     "govern_param": ("govern", {"proposal": {"action": "set_param", "effective_height": 100,
                                              "name": "attend_points", "value": 2000}}),
-    "govern_upgrade": ("govern", {"proposal": {"action": "upgrade_rules", "effective_height": 100,
-                                               "source": "def on_post():\n    pass\n"}}),
+    "govern_upgrade": ("govern", {"proposal": {"action": "upgrade_rules",
+                                               "code": compile_source("def on_post():\n    pass\n"),
+                                               "effective_height": 100}}),
     "govern_approve": ("govern", {"approve": b"p" * 32}),
 }
 REQUIRED = {
@@ -252,8 +256,23 @@ CASES = [
     ("param_value_negative", "govern_param", proposal_set(value=-1), I, "invalid_field"),
     ("param_value_bool", "govern_param", proposal_set(value=True), I, "invalid_field"),
     ("effective_height_negative", "govern_param", proposal_set(effective_height=-1), I, "invalid_field"),
-    ("source_as_bytes", "govern_upgrade", proposal_set(source=b"def f():\n    pass\n"), I,
+    # an upgrade carries bytecode (verified on chain), never source: nothing compiles on a node
+    ("upgrade_source_beside_code", "govern_upgrade", proposal_set(source="def f():\n    pass\n"), I,
      "invalid_field"),
+    ("upgrade_source_instead_of_code", "govern_upgrade", body_set(proposal={
+        "action": "upgrade_rules", "effective_height": 100, "source": "def f():\n    pass\n"}), I,
+     "invalid_field"),
+    ("upgrade_code_empty", "govern_upgrade", proposal_set(code=b""), I, "invalid_field"),
+    ("upgrade_code_over_max", "govern_upgrade", proposal_set(code=b"c" * (MAX_RULES_CODE_BYTES + 1)),
+     I, "invalid_field"),
+    ("upgrade_code_as_text", "govern_upgrade", proposal_set(code="CAVM"), I, "invalid_field"),
+    ("upgrade_code_as_list", "govern_upgrade", proposal_set(code=[1]), I, "invalid_field"),
+    ("upgrade_effective_height_bool", "govern_upgrade", proposal_set(effective_height=True), I,
+     "invalid_field"),
+    ("upgrade_effective_height_over_max", "govern_upgrade", proposal_set(effective_height=MAX_INT + 1),
+     I, "invalid_field"),
+    ("upgrade_keys_unsorted", "govern_upgrade", body_set(proposal={
+        "effective_height": 100, "code": b"CAVM\x01", "action": "upgrade_rules"}), I, "invalid_field"),
 ]
 # every required key of every kind, missing; an unknown key on every kind
 CASES += [(f"missing_{base}_{key}", base, body_del(key), I, "missing_field")
@@ -297,7 +316,9 @@ BOUNDARIES = [
     ("chain_id_any_text", "stake", field(1, "Another Chain")),
     ("param_name_64", "govern_param", proposal_set(name="a" * 64)),
     ("param_value_max", "govern_param", proposal_set(value=MAX_INT)),
-    ("default_rules_source_fits_a_tx", "govern_upgrade", proposal_set(source=default_rules_source())),
+    ("default_rules_code_fits_a_tx", "govern_upgrade", proposal_set(code=load_default_rules())),
+    ("upgrade_code_max_bytes_fits_a_tx", "govern_upgrade", proposal_set(code=b"c" * MAX_RULES_CODE_BYTES)),
+    ("upgrade_code_1_byte", "govern_upgrade", proposal_set(code=b"c")),
 ]
 
 

@@ -14,14 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from cli import cli
+from contracts.rules import load_default_rules
 from core.crypto import Keypair
 from core.devnet import dev_seed, load_dev_keys, make_devnet
 from core.errors import InvalidTx
 from core.genesis import DEFAULT_DEV_KEYS, load_genesis, now_ms
-from core.types import KINDS, Tx, is_ticket_valid
+from core.types import KINDS, MAX_RULES_CODE_BYTES, Tx, is_ticket_valid
 from core.wallet import ApiError, Client, NodeUnreachable, Wallet
 from node.config import read_key_file, write_key_file
 from tests.test_e2e_single import NodeProcess
+from tests.test_vm_hostile_bytecode import COMPILE_BOMB
 
 CHAIN = "wallet-test"
 ALICE = Keypair(bytes([7]) * 32)
@@ -59,10 +61,11 @@ EVERY_KIND = [
     ("unstake", lambda w: w.unstake(10), {"amount": 10}),
     ("register_producer", lambda w: w.register_producer(BOB.public_key, "http://n:1"),
      {"node_key": BOB.public_key, "url": "http://n:1"}),
+    ("unjail", lambda w: w.unjail(), {}),
     ("govern", lambda w: w.propose_param("attend_points", 5, 100),
      {"proposal": {"action": "set_param", "effective_height": 100, "name": "attend_points", "value": 5}}),
-    ("govern", lambda w: w.propose_upgrade("def on_post():\n    pass\n", 100),
-     {"proposal": {"action": "upgrade_rules", "effective_height": 100, "source": "def on_post():\n    pass\n"}}),
+    ("govern", lambda w: w.propose_upgrade(b"CAVM\x01code", 100),
+     {"proposal": {"action": "upgrade_rules", "code": b"CAVM\x01code", "effective_height": 100}}),
     ("govern", lambda w: w.approve_proposal("ab" * 32), {"approve": bytes([0xAB]) * 32}),
     ("report_equivocation", lambda w: w.report_equivocation("double_vote", b"\x01", b"\x02"),
      {"first": b"\x01", "kind": "double_vote", "second": b"\x02"}),
@@ -321,11 +324,16 @@ def test_set_param_proposal_is_listed_enacted_and_only_producers_approve(gov_nod
     assert query(gov_node, "rules")["params"]["attend_points"] == 1500
 
 
-def test_upgrade_rules_compiles_on_chain(gov_node, tmp_path):
+def test_upgrade_rules_compiles_on_the_client_and_the_node_verifies_bytecode(gov_node, tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("def on_post():\n    return 1\n")  # lacks the other hooks
+    bad.write_text("def on_post():\n    return 1\n")  # compiles, but lacks the other hooks
     r = govern(gov_node, "alice", "upgrade-rules", str(bad), "--effective-height", "+10")
     assert r.exit_code == 1 and "invalid_proposal" in r.output
+    not_bytecode = tmp_path / "source.bin"
+    not_bytecode.write_bytes(bad.read_bytes())
+    r = govern(gov_node, "alice", "upgrade-rules", "--code", str(not_bytecode),
+               "--effective-height", "+10")
+    assert r.exit_code == 1 and "invalid_proposal" in r.output and "bad_bytecode" in r.output
     source = Path(__file__).resolve().parent.parent / "contracts" / "rules" / "default.py"
     head = query(gov_node, "status")["head"]["height"]
     r = govern(gov_node, "alice", "upgrade-rules", str(source), "--effective-height", str(head + 50))
@@ -333,6 +341,36 @@ def test_upgrade_rules_compiles_on_chain(gov_node, tmp_path):
     listed = {p["id"]: p for p in query(gov_node, "proposals")["proposals"]}[json.loads(r.stdout)["id"]]
     assert (listed["action"], listed["effective_height"]) == ("upgrade_rules", head + 50)
     assert listed["code_hash"] == query(gov_node, "rules")["code_hash"]  # the same source
+    precompiled = tmp_path / "rules.bin"
+    precompiled.write_bytes(load_default_rules())
+    r = govern(gov_node, "alice", "upgrade-rules", "--code", str(precompiled), "--effective-height",
+               str(head + 60))
+    assert r.exit_code == 0, r.output
+    listed = {p["id"]: p for p in query(gov_node, "proposals")["proposals"]}[json.loads(r.stdout)["id"]]
+    assert listed["code_hash"] == query(gov_node, "rules")["code_hash"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["upgrade-rules", "--effective-height", "5"], "exactly one of SOURCE_FILE or --code"),
+    (["upgrade-rules", "{src}", "--code", "{bin}", "--effective-height", "5"],
+     "exactly one of SOURCE_FILE or --code"),
+    (["upgrade-rules", "{bad}", "--effective-height", "5"], "line 2: floats are not allowed"),
+    (["upgrade-rules", "{bomb}", "--effective-height", "5"], "at most 4096 bytes"),
+    (["upgrade-rules", "--code", "{big}", "--effective-height", "5"], "1..12288"),
+], ids=["neither", "both", "not_in_the_language", "compile_bomb", "too_big"])
+def test_upgrade_rules_usage_errors_exit_2_before_contacting_a_node(tmp_path, args, message):
+    """What the client cannot compile or send is refused here, the compile bomb (a string doubled
+    24 times by constant folding: 1 GiB) included, within the compiler's folding bound."""
+    files = {"src": "def on_post():\n    pass\n", "bad": "def on_post():\n    return 1.5\n",
+             "bomb": COMPILE_BOMB, "bin": b"CAVM\x01", "big": b"c" * (MAX_RULES_CODE_BYTES + 1)}
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content if type(content) is bytes else content.encode())
+    url = f"http://127.0.0.1:{closed_port()}"
+    args = [a.format(**{name: str(tmp_path / name) for name in files}) for a in args]
+    r = CliRunner().invoke(cli, ["tx", "govern", *args, "--dev", "alice", "--chain-id", CHAIN,
+                                 "--node", url])
+    assert r.exit_code == 2 and message in r.output, r.output
 
 
 @pytest.mark.parametrize("args", [
