@@ -116,15 +116,26 @@ class _Source:
         self.where.append(self.at)
 
 
+# Visits of the unbound-local dataflow per instruction: a crafted program can make it revisit code
+# once per local (instructions x locals); past this budget every LOAD keeps its check instead.
+UNBOUND_VISITS_PER_INSTRUCTION = 16
+
+
 def _maybe_unbound(fn) -> set[int]:
     """pcs of LOADs that may read a local before any assignment on some path (a dataflow of
-    definitely-assigned locals, as bitsets); every other LOAD needs no check."""
+    definitely-assigned locals, as bitsets); every other LOAD needs no check. The check itself
+    is what the interpreter does, so checking more LOADs changes speed, never a result."""
     n = len(fn.instrs)
     everything = (1 << len(fn.local_names)) - 1
     assigned = [everything] * n
     assigned[0] = (1 << fn.nparams) - 1
     work = [0]
+    budget = UNBOUND_VISITS_PER_INSTRUCTION * n
     while work:
+        budget -= 1
+        if budget < 0:
+            return {pc for pc, (op, arg) in enumerate(fn.instrs)  # parameters are always bound
+                    if op == Op.LOAD and arg >= fn.nparams and fn.heights[pc] is not None}
         pc = work.pop()
         op, arg = fn.instrs[pc]
         out = assigned[pc] | (1 << arg if op == Op.STORE else 0)

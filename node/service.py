@@ -261,7 +261,8 @@ class NodeService:
     # ------------------------------------------------------------------ production and finality
     def produce(self, slot: int) -> None:
         """Produce, persist, vote for and apply our block for `slot` if we are its producer."""
-        if (self.producer_key is None or slot <= self.last_produced_slot
+        # a node stopping itself (node.health) signs nothing more
+        if (self.producer_key is None or self.health.fatal is not None or slot <= self.last_produced_slot
                 or self.chain.producer_for_slot(slot) != self.producer_name):
             return
         started = time.perf_counter()
@@ -355,7 +356,7 @@ class NodeService:
         """Streamlet: vote once per slot, only in the current slot (a block of a slot already past
         is history, e.g. during sync), for a block on a longest notarized chain. The vote slot is
         persisted before the vote exists anywhere else."""
-        if (self.producer_key is None or node.slot < now_slot - 1
+        if (self.producer_key is None or self.health.fatal is not None or node.slot < now_slot - 1
                 or self.producer_name not in self.chain.schedule(node.slot)
                 or not self.chain.should_vote(node, self.last_vote_slot)):
             return

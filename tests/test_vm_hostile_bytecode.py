@@ -25,6 +25,7 @@ from contracts import bytecode as B
 from contracts.bytecode import FunctionCode, Program, encode_program, load_program
 from contracts.opcodes import BYTECODE_MAGIC, BYTECODE_VERSION, JUMPS, SPECS, Op
 from contracts.rules import HOOK_FOR_KIND, ROUND_HOOK, load_default_rules
+from contracts import translate as T
 from contracts.translate import MAX_TRANSLATED_INSTRUCTIONS
 from contracts.values import INT_MAX, INT_MIN, encode_value
 from core.errors import InvalidTx
@@ -522,3 +523,22 @@ def test_the_documented_limits_are_the_ones_in_the_code():
     assert f"`code` (bin, 1..{MAX_RULES_CODE_BYTES} B" in protocol
     assert (f"at most {B.MAX_FUNCTIONS} functions, {B.MAX_CONSTS} constants, {B.MAX_CONST_BYTES} bytes "
             "per text or bytes\nconstant") in protocol
+
+
+def test_past_the_dataflow_budget_every_load_keeps_its_check_and_results_agree(monkeypatch):
+    """The unbound-local dataflow a crafted program could make revisit code once per local stops
+    at a fixed budget; the LOADs it did not clear keep their check, which raises only where the
+    interpreter would, so the results stay the interpreter's."""
+    source = "def main(a, b):\n    if a > 0:\n        x = b\n    y = a\n    return x + y\n"
+    fn = load_program(compile_source(source)).functions[0]
+    loads = {pc for pc, (op, arg) in enumerate(fn.instrs) if op == Op.LOAD and arg >= fn.nparams}
+    assert T._maybe_unbound(fn) < loads  # within the budget, some LOADs need no check
+    monkeypatch.setattr(T, "UNBOUND_VISITS_PER_INSTRUCTION", 0)
+    assert T._maybe_unbound(fn) == loads
+    T.translate.cache_clear()
+    try:
+        assert _same(compile_source(source), args=[1, 5]) == _same(compile_source(source), args=[1, 5])
+        _same(compile_source(source), args=[0, 5])  # x unbound on this path: the same fault on both
+        _same(compile_source(WORKLOAD), args=[[1, "a", None], 3])
+    finally:
+        T.translate.cache_clear()
