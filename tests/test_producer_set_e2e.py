@@ -71,6 +71,7 @@ def test_dust_candidates_and_a_nodeless_elected_one_never_stop_finality(tmp_path
             assert approvals[with_node.name] == approvals[without_node.name] == 1
             assert approvals[ghost.name] == stake
         longest, seen = watch_finality(net, 12 * EPOCH * SLOT_MS / 1000)
+        print(f"\nunder attack: finality stood still for at most {longest:.1f} slots")
         assert longest <= MAX_FINALITY_GAP_SLOTS, f"finality stood still for {longest:.0f} slots"
         assert with_node.name not in seen and without_node.name not in seen
         assert ghost.name in seen  # elected as a fifth producer beside the four, never instead of them
@@ -94,16 +95,20 @@ def test_a_silent_producer_is_jailed_and_returns_when_its_node_is_back(tmp_path)
         net.start_all()
         wait_until(lambda: min(finals(net, range(VALIDATORS))) >= 2, 30, "finality on all")
         net.kill9(VALIDATORS - 1)
-        killed_at = max(finals(net, others))
+        killed_at, killed_slot = max(finals(net, others)), net.status(0)["slot"]
         # judged on a whole epoch without its blocks, out from the election two epochs later
         wait_until(lambda: silent not in net.status(0)["schedule"], 8 * EPOCH * SLOT_MS / 1000,
                    "the silent producer out of the schedule")
+        print(f"\nsilent producer out of the schedule {net.status(0)['slot'] - killed_slot} slots "
+              f"({EPOCH}-slot epochs) after its node was killed")
         assert silent in net.client.get(f"{net.urls[0]}/v1/producers").json()["jailed"]
         assert min(finals(net, others)) > killed_at + EPOCH  # the other three finalized meanwhile
         net.start(VALIDATORS - 1)
+        restarted_slot = net.status(0)["slot"]
         # it catches up, sees itself jailed and sends `unjail`; the next election seats it again
         wait_until(lambda: silent in net.status(0)["schedule"], 10 * EPOCH * SLOT_MS / 1000 + 20,
                    "the producer back in the schedule")
+        print(f"back in the schedule {net.status(0)['slot'] - restarted_slot} slots after its node restarted")
         assert silent not in net.client.get(f"{net.urls[0]}/v1/producers").json()["jailed"]
         start = min(finals(net, range(VALIDATORS)))
 
