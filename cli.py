@@ -120,6 +120,10 @@ def genesis_create(out, members, producers, chain_id, block_interval_ms, genesis
     write_devnet(out, genesis_doc, dev_keys, producers)
     click.echo(f"chain {chain_id}: {members} members, {producers} producers -> {out}/genesis.json\n"
                f"member keys: {out}/dev-keys.json   producer key files: {out}/keys/")
+    if producers < 3:
+        click.echo(f"note: a chain of {producers} producer(s) never changes its producer set (an "
+                   "election keeps 2/3 + 1 of the producers it had); start with 3 or more for "
+                   "elections to add producers, 4 or more to tolerate one that fails", err=True)
 
 
 # ------------------------------------------------------------------------------------ node
