@@ -17,8 +17,8 @@ from core.genesis import DEFAULT_DEV_KEYS, DEFAULT_GENESIS, load_genesis
 from core.types import CHAIN_ID_RE
 from core.wallet import DEFAULT_NODE_URL, ApiError, Client, NodeUnreachable
 from node.cli_bench import bench
-from node.cli_params import (EXIT_REJECTED, EXIT_UNREACHABLE, NAME, echo_json, node_option, now_ms,
-                             read_key_file_or_fail, write_private_json)
+from node.cli_params import (EXIT_NOT_REACHED, EXIT_REJECTED, EXIT_UNREACHABLE, NAME, echo_json,
+                             node_option, now_ms, read_key_file_or_fail, write_private_json)
 from node.cli_simulate import simulate
 from node.cli_testnet import testnet
 from node.cli_tx import tx
@@ -226,11 +226,16 @@ def query_block(ref, node):
 @query.command("tx")
 @click.argument("tx_id", metavar="ID")
 @click.option("--wait", type=click.FloatRange(0, 3600), default=0,
-              help="Poll up to this many seconds until the tx is final or rejected.")
+              help="Poll up to this many seconds until the tx is final or rejected; not by then: "
+                   "exit code 4.")
 @node_option
 def query_tx(tx_id, wait, node):
     with Client(node) as c:
-        echo_json(c.wait_final(tx_id, wait) if wait else c.tx_status(tx_id))
+        result = c.wait_final(tx_id, wait) if wait else c.tx_status(tx_id)
+    echo_json(result)
+    if wait and result.get("status") not in ("final", "rejected"):
+        click.echo(f"not final after {wait:g}s (still {result.get('status')})", err=True)
+        raise click.exceptions.Exit(EXIT_NOT_REACHED)
 
 
 def _add_node_read(name: str, help_text: str) -> None:

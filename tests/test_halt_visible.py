@@ -110,6 +110,10 @@ def test_a_tx_that_does_not_reach_its_status_in_time_exits_4(orphaned, wait):
     assert r.exit_code == 4, r.output
     assert f"not {wait} after 0.5s (still pending)" in r.output and "query status" in r.output
     assert json.loads(r.output[:r.output.index("}") + 1])["status"] == "pending"
+    if wait == "final":  # following it later with `query tx --wait` says the same
+        tx_id = json.loads(r.output[:r.output.index("}") + 1])["id"]
+        q = CliRunner().invoke(cli, ["query", "tx", tx_id, "--wait", "0.5", "--node", url])
+        assert q.exit_code == 4 and "not final after 0.5s (still pending)" in q.output, q.output
 
 
 # ------------------------------------------------------------------------------ in process
