@@ -4,6 +4,7 @@ Exit codes, so scripts can tell failures apart: 0 ok, 1 the node rejected the re
 message are printed), 2 usage error, 3 the node could not be reached, 4 a `tx` did not reach the
 status it waited for (--wait) within its --timeout.
 """
+import ipaddress
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -142,9 +143,12 @@ def node():
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False),
               help="Producer key file; without one the node only follows the chain.")
 @click.option("--peer", "peers", multiple=True, metavar="URL", help="Peer base URL (repeatable).")
-def node_run(config_file, data_dir, host, port, genesis_file, key_file, peers):
+@click.option("--allow-public-dev-keys", is_flag=True,
+              help="Serve the embedded development chain, whose keys are public, beyond loopback.")
+def node_run(config_file, data_dir, host, port, genesis_file, key_file, peers, allow_public_dev_keys):
     """Run a node until Ctrl-C. With no flags: the embedded development chain, producing as its
-    genesis producer with the public dev key."""
+    genesis producer with the public dev key (on a loopback address only, unless
+    --allow-public-dev-keys: anyone who reaches it can sign as any of its members)."""
     try:
         config = load_config(config_file, data_dir=data_dir, host=host, port=port,
                              genesis=genesis_file, key_file=key_file, peers=peers or None)
@@ -152,6 +156,11 @@ def node_run(config_file, data_dir, host, port, genesis_file, key_file, peers):
     except (OSError, ValueError) as e:
         raise click.UsageError(str(e)) from None
     dev_mode = not config.key_file and Path(config.genesis).resolve() == DEFAULT_GENESIS.resolve()
+    if dev_mode and not _is_loopback_host(config.host) and not allow_public_dev_keys:
+        raise click.UsageError("the embedded development chain's keys are public (dev-keys.json): "
+                               f"serving it on {config.host} lets anyone who reaches it move its "
+                               "funds and produce its blocks. Use a loopback --host, a chain of your "
+                               "own (genesis create), or --allow-public-dev-keys if that is intended")
     if dev_mode:
         config = _with_dev_producer_key(config, chain)
     producer = read_key_file_or_fail(config.key_file).name if config.key_file else None
@@ -159,6 +168,13 @@ def node_run(config_file, data_dir, host, port, genesis_file, key_file, peers):
     from node.service import run_node  # imported late: the server stack is only needed here
 
     run_node(config)
+
+
+def _is_loopback_host(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _with_dev_producer_key(config, chain):

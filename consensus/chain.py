@@ -16,7 +16,7 @@ from core.errors import InvalidBlock, InvalidVote, InvariantBroken
 from core.evidence import Equivocation
 from core.genesis import Genesis
 from core.quorum import notarization_quorum
-from core.types import Block, BlockHeader, Hash, Tx, Vote
+from core.types import MAX_BLOCK_BYTES, Block, BlockHeader, Hash, Tx, Vote
 from consensus.schedule import ScheduleTable
 from state import schema, transition
 from state.kv import KVStore
@@ -75,6 +75,17 @@ class VerifiedCache:
 # vote for it (see `Chain.hold_if_excess`).
 EAGER_BLOCKS_PER_SLOT = 2
 MAX_HELD_BLOCKS = 8
+
+
+def _block_overhead(header: BlockHeader, tx_count: int = 2**16) -> int:
+    """Bytes of an encoded block besides its txs' own: array marker, header, signature (bin8 of
+    64) and the msgpack array header of `tx_count` txs (default: its largest form)."""
+    return 1 + len(header.encode()) + 2 + 64 + (1 if tx_count < 16 else 3 if tx_count < 2**16 else 5)
+
+
+def encoded_size(block: Block) -> int:
+    """len(block.encode()), without building the bytes."""
+    return _block_overhead(block.header, len(block.txs)) + sum(len(t.raw) for t in block.txs)
 
 
 class Chain:
@@ -190,9 +201,10 @@ class Chain:
         held = self.tx_blocks.get(tx_id)
         if held is not None:
             return "included", held[0].height, held[1]
-        loc = transition.get_tx_location(self.final.layer, tx_id)
-        if loc is not None:
-            return "final", loc[0], loc[1]
+        raw = self.kv.get(schema.tx_location_key(tx_id))
+        if raw is not None:
+            height, index = msgpack.unpackb(raw)
+            return "final", height, index
         return "unknown", None, None
 
     def final_block_id(self, height: int) -> bytes | None:
@@ -237,6 +249,8 @@ class Chain:
         if known is not None:
             return known
         header = block.header
+        if encoded_size(block) > MAX_BLOCK_BYTES:  # no peer would take it, nor sync past it
+            raise InvalidBlock("too_large", f"block of {encoded_size(block)} bytes", status=413)
         parent = self.check_header(header, now_slot)
         key = self.producer_key(header.producer)
         if key is None or not block.verify_signature(key):
@@ -344,12 +358,17 @@ class Chain:
         layer = Layer(parent.layer)
         transition.begin_block(layer, ctx, self.rules)
         included, rejected = [], []
+        # bytes counted as the block is built (tx raw lengths are known), so no peer refuses it as
+        # too large; the first tx that does not fit ends the block and waits in the mempool with
+        # the rest (a later, smaller one is not taken instead: it may depend on the one left out)
+        size = _block_overhead(header_ctx)
         for tx in candidates:
-            if len(included) >= self.genesis.params.max_block_txs:
+            if len(included) >= self.genesis.params.max_block_txs or size + len(tx.raw) > MAX_BLOCK_BYTES:
                 break
             try:
                 transition.apply_tx(layer, tx, ctx, len(included), self.verified.verify, self.rules)
                 included.append(tx)
+                size += len(tx.raw)
             except types.InvalidTx as e:
                 rejected.append((tx, e))
         transition.end_block(layer, ctx, self.rules)
@@ -441,6 +460,9 @@ class Chain:
             puts[schema.block_key(b.id)] = b.block.encode()
             puts[schema.final_at_height_key(b.height)] = b.id
             puts[schema.votes_key(b.id)] = codec.pack_flat([v.to_list() for v in b.votes.values()])
+            # where each tx is, for its status: the state prunes its replay key once it expired
+            for i, tx in enumerate(b.block.txs):
+                puts[schema.tx_location_key(tx.id)] = codec.pack_flat([b.height, i])
         puts[schema.FINAL_HEAD] = codec.pack_flat([target.header.to_list(), target.id])
         schedule_puts, schedule_deletes, apply_schedule = self.schedules.on_commit(path, n)
         puts.update(schedule_puts)

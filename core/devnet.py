@@ -16,6 +16,8 @@ DEFAULT_BALANCE = 1_000_000_000  # milli-units: 1,000,000.000 CP
 DEFAULT_STAKE = 100_000_000
 # dev chains: stake moves in seconds, and a candidate needs half a founder's default stake behind it
 DEV_STAKE_DELAY_MS = 20_000
+# dev chains: bandwidth refills in 10 minutes rather than a day, so a developer sees it come back
+DEV_BANDWIDTH_WINDOW_MS = 600_000
 DEFAULT_BASE_PORT = 8080
 DEV_KEYS_WARNING = ("These keys are PUBLIC: anyone can read the seeds in this file. They are for a "
                     "local development chain only; never use them for anything of value.")
@@ -54,7 +56,8 @@ def make_devnet(n_members: int, n_producers: int, chain_id: str, block_interval_
         chain_id, genesis_time_ms,
         ChainParams(block_interval_ms=block_interval_ms, epoch_slots=epoch_slots,
                     unstake_delay_ms=DEV_STAKE_DELAY_MS, stake_activation_delay_ms=DEV_STAKE_DELAY_MS,
-                    min_producer_approval=max(1, stake // 2)),
+                    min_producer_approval=max(1, stake // 2),
+                    bandwidth_window_ms=DEV_BANDWIDTH_WINDOW_MS),
         tuple(Member(n, keys[n].public_key, balance, stake) for n in names),
         tuple(Producer(n, keys[n].public_key, f"http://127.0.0.1:{base_port + i}")
               for i, n in enumerate(names[:n_producers])),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from core import codec
-from core.types import CHAIN_ID_RE, MAX_INT, is_name
+from core.types import CHAIN_ID_RE, MAX_INT, MAX_TX_BYTES, is_name
 
 
 def now_ms() -> int:
@@ -45,6 +45,14 @@ class ChainParams:
     # hold office until such candidates replace them (Antelope waits for 15 % of the stake)
     min_producer_approval: int = 1_000_000_000
     epoch_slots: int = 60  # slots per producer-schedule epoch (consensus/schedule.py)
+    # bandwidth (state/allowance.py): a tx costs tx_base_bandwidth + its bytes; an account holds at
+    # most bandwidth_floor + bandwidth_per_cp per CP staked, refilled linearly over the window. A
+    # heavy honest day (50 votes, 3 full 8 KiB posts, 10 transfers) costs ~64,000: a newcomer's
+    # 10 CP welcome stake gives 250,000; a dust account gets the floor, ~78 small txs or 5 big posts
+    bandwidth_window_ms: int = DAY_MS
+    tx_base_bandwidth: int = 500
+    bandwidth_floor: int = 50_000
+    bandwidth_per_cp: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,12 @@ class Genesis:
                g.params.min_producer_approval) < 1:
             raise ValueError("invalid genesis: block_interval_ms, epoch_slots, producer_count and "
                              "min_producer_approval are positive")
+        if min(g.params.bandwidth_window_ms, g.params.tx_base_bandwidth, g.params.bandwidth_per_cp) < 0:
+            raise ValueError("invalid genesis: the bandwidth parameters are not negative")
+        # with a full allowance any member, even with no stake, can send any valid tx
+        if g.params.bandwidth_floor < g.params.tx_base_bandwidth + MAX_TX_BYTES:
+            raise ValueError("invalid genesis: bandwidth_floor is at least tx_base_bandwidth + "
+                             f"{MAX_TX_BYTES} (the largest tx)")
         if min(g.params.unstake_delay_ms, g.params.stake_activation_delay_ms) < 0:
             raise ValueError("invalid genesis: the stake delays are not negative")
         if any(len(m.public_key) != 32 for m in members) or any(len(p.node_key) != 32 for p in producers):

@@ -25,7 +25,8 @@ VERSION = 1
 # 3: bounded elections with a minimum approval, absent producers jailed (`unjail`), stake
 #    activation and unstake delays, governance by the slot's schedule within parameter ranges,
 #    rules upgrades as verified bytecode.
-PROTOCOL_VERSION = 3
+# 4: stake-based bandwidth per account, replay keys by expiry (pruned), blocks bounded in bytes.
+PROTOCOL_VERSION = 4
 MAX_TX_BYTES = 16 * 1024
 # bytecode of a rules upgrade: leaves 4 KiB of a tx for the rest; the default rules take 3.9 kB
 MAX_RULES_CODE_BYTES = 12 * 1024

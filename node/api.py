@@ -24,6 +24,7 @@ from core.quorum import governance_quorum
 from core.types import Tx
 from node.http import MAX_BATCH_TXS, ClientLimits, json_response, read_body
 from node.metrics import CONTENT_TYPE_LATEST
+from node.paging import parse_page_query, scan_page
 from node.service import NodeService
 from p2p.envelope import RateLimited
 from p2p.routes import make_p2p_router
@@ -128,7 +129,7 @@ def decode_submitted_tx(body: bytes, content_type: str) -> Tx:
         try:
             doc = json.loads(body)
             raw = bytes.fromhex(doc["tx"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # ([[[... 30,000 deep: RecursionError)
             raise Malformed("malformed", 'a JSON submission is {"tx": "<hex of the signed tx>"}') from None
         return Tx.decode(raw)
     return Tx.decode(body)
@@ -245,11 +246,14 @@ def create_app(service: NodeService) -> "FastSubmit":
         return json_response(block_json(service, ref))
 
     @app.get("/v1/producers")
-    async def get_producers():
+    async def get_producers(limit: str | None = None, after: str | None = None):
+        """A page of the registered producers by name (node.paging), with the schedule."""
+        size, start = parse_page_query(limit, after, after_is_hex=False)
         layer = service.chain.final.layer
+        page, more = scan_page(layer, schema.PRODUCER, start, size)
         producers = []
-        for k, v in layer.scan(schema.PRODUCER):
-            name = k[len(schema.PRODUCER):].decode()
+        for k, v in page:
+            name = k.decode()
             equivocation = transition.get_equivocation(layer, name)
             producers.append(dict(records.decode(records.ProducerRecord, v).to_json(name),
                                   equivocation=equivocation and equivocation.to_json()))
@@ -258,6 +262,7 @@ def create_app(service: NodeService) -> "FastSubmit":
                   if (rec := transition.get_producer(layer, name)) is not None
                   and rec.unjailed_height <= height}
         return json_response({"schedule": service.chain.schedule(), "producers": producers,
+                              "next": producers[-1]["name"] if more else None,
                               "missed_slots": service.chain.missed_slots, "jailed": jailed,
                               "evidence": [e.to_json() for e in service.chain.evidence.values()]})
 
@@ -282,13 +287,17 @@ def create_app(service: NodeService) -> "FastSubmit":
                               "last_round": rules.get_last_round(layer)})
 
     @app.get("/v1/proposals")
-    async def get_proposals():
+    async def get_proposals(limit: str | None = None, after: str | None = None):
+        """A page of the proposals by id (node.paging), with the producers in office."""
+        size, start = parse_page_query(limit, after, after_is_hex=True)
         tip = service.chain.tip()
         office = service.chain.schedule(max(tip.slot + 1, service.genesis.slot_at(now_ms())))
+        page, more = scan_page(tip.layer, schema.PROPOSAL, start, size)
         proposals = [dict(p.to_json(pid), status=governance.compute_status(p, tip.height + 1))
-                     for pid, p in governance.get_proposals(tip.layer)]
+                     for pid, p in ((pid, records.decode(records.Proposal, v)) for pid, v in page)]
         return json_response({"height": tip.height, "producers": list(office),
-                              "quorum": governance_quorum(len(office)), "proposals": proposals})
+                              "quorum": governance_quorum(len(office)), "proposals": proposals,
+                              "next": proposals[-1]["id"] if more else None})
 
     return FastSubmit(app, service, limits)
 

@@ -84,6 +84,24 @@ def bench_vm_cmd(members, txs, as_json):
                "  node spends on the tx, since apply_tx gets a signature verified once at mempool entry")
 
 
+@bench.command("attacks")
+@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(2),
+              help="Measuring time of the baseline and of each attack.")
+@click.option("--attack", "only", multiple=True, help="Run only this attack (repeatable); default all.")
+@click.option("--port", default=18556, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_attacks_cmd(seconds, only, port, as_json):
+    """A real node under each attack of node.bench_attacks.ATTACKS: its memory, a wallet's
+    /v1/status latency and the finalized blocks per second, next to the same without attack."""
+    from node.bench_attacks import ATTACKS, bench_attacks, print_table
+    unknown = set(only) - {a.name for a in ATTACKS}
+    if unknown:
+        raise click.BadParameter(f"unknown: {', '.join(sorted(unknown))}; known: "
+                                 + ", ".join(a.name for a in ATTACKS), param_hint="--attack")
+    results = bench_attacks(seconds, port, tuple(only))
+    click.echo(json.dumps(results)) if as_json else print_table(results, click.echo)
+
+
 @bench.command("all")
 @click.pass_context
 def bench_all(ctx):

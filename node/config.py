@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.crypto import Keypair
 from core.genesis import DEFAULT_GENESIS
-from node.http import MAX_BATCH_TXS
+from node.http import MAX_BATCH_TXS, MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,15 @@ class NodeConfig:
     # per non-loopback client IP on the wallet API (node.http.ClientLimits); 0: no limit
     api_requests_per_s: int = 100
     api_txs_per_s: int = 2000
-    max_connections: int = 1000  # open HTTP connections at most (wallets and peers); then 503
+    # the HTTP edge (node.intake): connections, deadlines and request-body bytes in flight
+    max_connections: int = 1000  # open connections from other than peer addresses; then 503
+    peer_connections: int = 256  # open connections from the addresses of `peers`, apart
+    client_connections: int = 32  # open connections per client address (IPv6: per /64)
+    header_timeout_s: float = 5.0  # a request's headers must arrive within this (fresh connections too)
+    body_timeout_s: float = 30.0  # and its body within this after its headers
+    body_bytes_in_flight: int = 64 * 1024 * 1024  # request bodies being received, node-wide (peers apart)
+    client_body_bytes: int = 16 * 1024 * 1024  # of which one client address (IPv6: /64) at most
+    limit_loopback: bool = False  # loopback clients get the per-address caps too (tests, the bench)
     log_level: str = "info"
     extra: dict = field(default_factory=dict)
 
@@ -51,9 +59,19 @@ class NodeConfig:
         if type(self.peer_keys) is not dict or not all(
                 type(n) is str and type(k) is str and _NODE_KEY_HEX.fullmatch(k) for n, k in self.peer_keys.items()):
             bad("peer_keys", "a table of node name = 64 hex digits of its public key")
-        for name in ("mempool_max_txs", "mempool_max_bytes", "max_connections"):
+        for name in ("mempool_max_txs", "mempool_max_bytes", "max_connections", "peer_connections",
+                     "client_connections"):
             if type(getattr(self, name)) is not int or getattr(self, name) <= 0:
                 bad(name, "a positive integer")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            if type(getattr(self, name)) not in (int, float) or not 0 < getattr(self, name) <= 3600:
+                bad(name, "a number of seconds, 0 < s <= 3600")
+        # the largest body an endpoint takes (a peer's 12 MiB batch of txs) must fit in each
+        for name in ("body_bytes_in_flight", "client_body_bytes"):
+            if type(getattr(self, name)) is not int or getattr(self, name) < MAX_BODY_BYTES:
+                bad(name, f"an integer >= {MAX_BODY_BYTES} (the largest request body)")
+        if type(self.limit_loopback) is not bool:
+            bad("limit_loopback", "true or false")
         if type(self.api_requests_per_s) is not int or self.api_requests_per_s < 0:
             bad("api_requests_per_s", "an integer >= 0 (0: no limit)")
         # a whole batch must fit in the burst (twice the rate)
@@ -102,6 +120,12 @@ def write_key_file(path: str | Path, name: str, key: Keypair) -> None:
 
 
 def read_key_file(path: str | Path) -> KeyFile:
+    """The key in `path`; refused (ValueError) if the file is readable or writable by group or
+    others, as ssh refuses a private key: a secret that others can read is no longer ours alone."""
+    mode = os.stat(path).st_mode & 0o777
+    if mode & 0o077:
+        raise ValueError(f"{path} is accessible by group or others (mode {mode:04o}): "
+                         f"run `chmod 600 {path}`")
     doc = json.loads(Path(path).read_text())
     key = Keypair(bytes.fromhex(doc["seed"]))
     if "public_key" in doc and doc["public_key"] != key.public_key.hex():

@@ -127,3 +127,13 @@ class _StateCollector:
         for (name, kind) in sorted(chain.evidence):
             evidence.add_metric([name, kind], 1)
         yield evidence
+        peers = s.net.guard.report()  # p2p.envelope: misbehaviour scores and bans
+        yield _counter("chain_peer_bans", "Bans of peers for misbehaviour", peers["bans"])
+        banned = GaugeMetricFamily("chain_peer_banned", "1 while this peer is banned", labels=["peer"])
+        for name in sorted(peers["banned_s"]):
+            banned.add_metric([name], 1)
+        yield banned
+        faults = CounterMetricFamily("chain_peer_faults", "Faults charged to peers, by kind", labels=["kind"])
+        for kind, count in sorted(peers["faults"].items()):
+            faults.add_metric([kind], count)
+        yield faults

@@ -51,6 +51,7 @@ PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer build
 MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
 FATAL_EXIT_GRACE_S = 10.0  # a node stopping itself gets this long to shut down cleanly
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app did not start
+SYNC_VOTE_BYTES = 160  # a vote in a sync page, packed (block id, chain id, voter, signature...)
 
 
 def _verify_all(pairs: list[tuple[Tx, bytes]]) -> list[bool]:
@@ -117,15 +118,11 @@ class NodeService:
             if self.holds_tx(tx.id):
                 raise InvalidTx("duplicate", "tx is already pending or included", status=409)
             tip, ctx = admission or self._admission_context()
-            if source is None:
-                # from a wallet: a dry run against the tip state (the same checks the block will
-                # make, contract hook included, thrown away), so the wallet learns now what would fail
-                transition.apply_tx(Layer(tip.layer), tx, ctx, 0, self.chain.verified.verify, self.chain.rules)
-            else:
-                # relayed by an authenticated peer, which made that dry run: only what makes the tx
-                # worthless everywhere (chain, expiry, replay, membership, signature); the rest is
-                # checked when a block is built, as for any tx
-                transition.check_tx_envelope(tip.layer, tx, ctx, self.chain.verified.verify)
+            # a dry run against the tip state (the same checks the block will make, contract hook
+            # included, thrown away), for a wallet's tx so that it learns now what would fail, and
+            # for a peer's alike: a peer's own dry run is not taken on trust, and a tx that fails
+            # here would only take mempool space and relay bandwidth until a block refused it
+            transition.apply_tx(Layer(tip.layer), tx, ctx, 0, self.chain.verified.verify, self.chain.rules)
             self.mempool.add(tx)
         except ProtocolError as e:
             self.metrics.refuse(e.code)
@@ -302,15 +299,22 @@ class NodeService:
 
     async def import_block_bytes(self, data: bytes, source: str | None, relay: bool = True) -> bool:
         """A block from a peer or from sync; True if it was new. Raises InvalidBlock; on an
-        unknown parent it also asks the network to sync. Signatures of txs that did not reach
-        us by gossip are verified off the event loop first."""
+        unknown parent it also asks the network to sync. The header is checked (chain, parent,
+        slot, producer, its signature) before any tx is decoded: a block that fails costs a header
+        and one signature, whatever it carries. Signatures of txs that did not reach us by gossip
+        are then verified off the event loop."""
         header, signature, block_id = Block.decode_head(data)
         if block_id in self.chain.nodes:
             return False  # relayed again by another peer: already in the tree, skip decoding its txs
         started = time.perf_counter()
+        now_slot = self.genesis.slot_at(now_ms())
         try:
-            if self.chain.hold_if_excess(data, header, signature, block_id, self.genesis.slot_at(now_ms())):
+            if self.chain.hold_if_excess(data, header, signature, block_id, now_slot):
                 return False  # a producer's third or later block for a slot (see Chain.held)
+            self.chain.check_header(header, now_slot)
+            key = self.chain.producer_key(header.producer)
+            if key is None or not header.verify(key, signature):
+                raise InvalidBlock("bad_signature", "block is not signed by its producer's key")
             block = self.decode_block(data)
             await self.preverify([tx for tx in block.txs if tx.id not in self.mempool], for_block=True)
             decoded = time.perf_counter()
@@ -406,26 +410,30 @@ class NodeService:
                 self._maybe_vote(child, now_slot)
 
     def sync_entries(self, start: int, count: int, max_bytes: int) -> tuple[int, list]:
-        """For a peer catching up: final blocks from `start` with their votes, then (if the range
-        reaches our final height) every non-final block with its votes, parents first."""
+        """For a peer catching up, one page: final blocks from `start` with their votes, then (if
+        the page reaches our final height) every non-final block with its votes, parents first.
+        A page stops at `count` final blocks or once it holds `max_bytes` of blocks and votes,
+        always holding at least one entry; the caller asks again from after its last final
+        entry (final entries are consecutive from `start`, so their count says where that is)."""
         chain = self.chain
         entries, size = [], 0
         end = min(start + count, chain.final_height + 1)
         for height in range(start, end):
+            if entries and size >= max_bytes:
+                return chain.final_height, entries
             block_id = chain.final_block_id(height)
             raw = chain.final_block_bytes(height)
-            entries.append([block_id, raw, chain.final_block_votes(block_id)])
-            size += len(raw)
-            if size > max_bytes:
-                return chain.final_height, entries
+            votes = chain.final_block_votes(block_id)
+            entries.append([block_id, raw, votes])
+            size += len(raw) + SYNC_VOTE_BYTES * len(votes)
         if start + count > chain.final_height:
             pending = sorted((n for n in chain.nodes.values() if not n.final), key=lambda n: n.height)
             for node in pending:
+                if entries and size >= max_bytes:
+                    break
                 raw = node.block.encode()
                 entries.append([node.id, raw, [v.to_list() for v in node.votes.values()]])
-                size += len(raw)
-                if size > max_bytes:
-                    break
+                size += len(raw) + SYNC_VOTE_BYTES * len(node.votes)
         return chain.final_height, entries
 
     async def _await_previous_block(self, slot: int) -> None:
@@ -486,7 +494,7 @@ class NodeService:
     def status(self) -> dict:
         head, final = self.chain.tip(), self.chain.final
         slot = self.genesis.slot_at(now_ms())
-        return {
+        return self.net.claim({
             "chain_id": self.genesis.chain_id, "genesis_hash": self.genesis.hash.hex(),
             "protocol_version": PROTOCOL_VERSION,
             "head": {"height": head.height, "id": head.id.hex(), "slot": head.slot},
@@ -496,7 +504,7 @@ class NodeService:
             "syncing": self.net.syncing, "sync_target": self.net.sync_target,
             "mempool": len(self.mempool), "producer": self.producer_name,
             **self.health.status(slot),
-        }
+        })
 
 
 def run_node(config: NodeConfig) -> None:
@@ -506,15 +514,19 @@ def run_node(config: NodeConfig) -> None:
     import uvicorn
 
     from node.api import create_app
+    from node.intake import BodyBudget, Intake, IntakeLimits, make_protocol, resolve_peer_hosts
 
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     service = NodeService(config)
-    app = create_app(service)
+    # connection caps, deadlines and the body budget (node.intake) replace uvicorn's
+    # limit_concurrency, which counted idle sockets and peers' connections alike
+    intake = Intake(IntakeLimits.from_config(config), resolve_peer_hosts(config.peers))
+    app = BodyBudget(create_app(service), intake)
     gc.freeze()  # what start-up built lives as long as the node: keep it out of every collection
     gc.set_threshold(50_000, 20, 20)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_level="warning", access_log=False, loop="uvloop",
-        http="httptools", timeout_graceful_shutdown=2, limit_concurrency=config.max_connections))
+        http=make_protocol(intake), timeout_graceful_shutdown=2))
 
     def shut_down() -> None:
         server.should_exit = True  # uvicorn's main loop sees it within 0.1 s

@@ -8,14 +8,29 @@ TX_BATCH: at once when the lane is idle or TX_EAGER or more are queued (a wallet
 as a batch), else FLUSH_S after the lane's last request, so that single txs trickling in under
 load share a request while a tx arriving at a quiet node leaves without waiting. Each queue is
 capped, so a slow or dead peer costs bounded memory; a peer that does not answer is skipped until its status answers
-again (it catches up by sync). Nothing is passed on to a peer that the sender reported linked to
-itself: it sent the message there itself.
+again (it catches up by sync).
+
+Relay does not rest on what a peer says about its links (a Byzantine producer that claims links it
+does not serve would otherwise keep its block from the peers it skipped): a vote is passed on to
+every up peer but its sender (votes are small: (n-1)^2 copies of ~200 bytes in an n-node mesh);
+a block goes at once to the up peers its sender does not claim, and RELAY_GRACE_FRACTION of a
+slot later to each claimed one that has not shown it holds the block by voting for it (in a full
+mesh of honest voters that is none; non-voting peers get the extra copy). Txs still skip the
+peers the sender claims: a liar can only withhold the txs that pass through it, which it could drop
+anyway, and a tx reaches producers by the other paths it took. A peer's links are forgotten when
+it goes down.
 
 Sync: every SYNC_INTERVAL_S the peers' `/v1/status` is read (a peer that has not answered within
-that is left out until it does, its request still running); when a peer is ahead, final blocks
-with their votes, then the peer's non-final blocks, are pulled in batches and handed to the node
-service, which validates each block and finalizes only by its own vote count. A catch-up of more
-than SYNC_LAG blocks shows in `/v1/status` (`syncing`, `sync_target`) and logs its progress.
+that is left out until it does, its request still running). No single peer's claim steers it: the
+target is the final height that f+1 peers claim (f: the faulty producers the schedule tolerates),
+so one honest peer stands behind it. Peers claiming to be ahead are tried in turn: final blocks
+with their votes, then the peer's non-final blocks, are pulled in byte-bounded pages (the client
+follows `from` past the last final entry) and handed to the node service, which validates each
+block and finalizes only by its own vote count. A peer whose claim does not pan out (a page with
+no block where it claimed one, pages ending below its claim, or blocks whose votes do not make
+them final here) is no sync source for SYNC_DOUBT_S, doubled per repeat, and the next peer is
+tried in the same round. Syncing never stops the node importing, voting or producing. A catch-up
+of more than SYNC_LAG blocks shows in `/v1/status` (`syncing`, `sync_target`) and logs its progress.
 
 Failures: a sync round that fails is logged (with its traceback if it was not the peer's fault or
 the network's) and the next round goes on; our own broken invariant ends the sync task. Each lane
@@ -23,17 +38,20 @@ and the sync loop are watched by the node: one that ends stops the node (node.he
 """
 import asyncio
 import logging
+import os
 import time
 from collections import deque
+from urllib.parse import urlsplit
 
 import httpx
 import msgpack
 
 from core.errors import InvalidBlock, InvalidVote, InvariantBroken, Malformed, ProtocolError
-from core.types import PROTOCOL_VERSION, Vote
-from p2p.envelope import PeerGuard, is_penalized, seal
+from core.genesis import now_ms
+from core.types import PROTOCOL_VERSION, Block, Vote
+from p2p.envelope import Forbidden, PeerGuard, RateLimited, is_penalized, seal
 from p2p.link import Link, LinkError
-from p2p.routes import MAX_VOTES_PER_BATCH
+from p2p.routes import MAX_SYNC_COUNT, MAX_VOTES_PER_BATCH
 
 log = logging.getLogger("p2p")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per gossip request otherwise
@@ -43,11 +61,70 @@ TX_EAGER = 100
 MAX_QUEUED_TXS = 50_000
 MAX_QUEUED_MSGS = 2_000
 SYNC_INTERVAL_S = 1.0
-SYNC_BATCH = 64
+SYNC_BATCH = MAX_SYNC_COUNT  # final blocks asked per page; the server bounds a page by bytes too
 SYNC_LAG = 2  # more blocks behind than this and the node reports `syncing`
 SYNC_PROGRESS_S = 5.0  # a long catch-up logs its progress this often
 TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 SYNC_TIMEOUT = httpx.Timeout(30.0, connect=1.0)
+# A sync source whose claim did not pan out is skipped this long, doubled per repeat up to the
+# maximum: long enough that a liar costs one request now and then, short enough that an honest
+# peer that failed once (a restart that lost its store) is back within a few rounds.
+SYNC_DOUBT_S = 10.0
+SYNC_DOUBT_MAX_S = 300.0
+# Bytes of sync pages served per client address: a public client gets 8 MiB/s (thousands of
+# ordinary blocks of a few KB with their votes a second, for a new full node) with a 32 MiB burst;
+# the hosts of our configured peers, as their URLs spell them, 8x that, so a validator that was
+# down catches up at full speed. 40 requests of ~100 bytes, 387 MB before, now get the burst and
+# one page more, then 429s.
+SYNC_BYTES_PER_S = 8 * 1024 * 1024
+SYNC_BURST_BYTES = 32 * 1024 * 1024
+PEER_SYNC_FACTOR = 8
+SYNC_CLIENTS = 4096  # buckets kept; the oldest is dropped beyond (it then starts full again)
+# A block is relayed to the peers its sender claims to have sent it to, unless they vote for it
+# within this fraction of a slot. Half a slot: under load an honest peer may take a few hundred ms
+# to import a big block and vote, and an early timer would send it a copy it does not need; a
+# withheld block still arrives in time to be voted for (a vote counts up to a slot later, and the
+# next producer waits PARENT_WAIT_FRACTION of its slot for its parent's votes).
+RELAY_GRACE_FRACTION = 0.5
+# Test-only: a node started with this environment variable set to 1 plays the Byzantine producer
+# of tests/test_byzantine.py (claims a final height LIAR_LEAD ahead and links to every peer,
+# serves empty sync pages, sends its blocks to two peers and its votes to none). Never set it
+# on a real node.
+LIAR_ENV = "CHAIN_TEST_LIAR"
+LIAR_LEAD = 1000
+
+
+class SyncBudget:
+    """Bytes of sync pages served, metered per client address: a token bucket each, that a page
+    may overdraw (its size is known only once built), so a client in debt is refused until its
+    tokens come back. Bounded: at most SYNC_CLIENTS buckets."""
+
+    def __init__(self, peer_hosts=(), bytes_per_s: float = SYNC_BYTES_PER_S,
+                 burst: float = SYNC_BURST_BYTES, clock=time.monotonic):
+        self.peer_hosts = frozenset(peer_hosts)
+        self.bytes_per_s, self.burst, self.clock = bytes_per_s, burst, clock
+        self.buckets: dict[str, list[float]] = {}  # host -> [tokens, when they were counted]
+
+    def _refill(self, host: str) -> tuple[list[float], float]:
+        factor = PEER_SYNC_FACTOR if host in self.peer_hosts else 1
+        now, bucket = self.clock(), self.buckets.get(host)
+        if bucket is None:
+            if len(self.buckets) >= SYNC_CLIENTS:
+                self.buckets.pop(next(iter(self.buckets)))
+            bucket = self.buckets[host] = [self.burst * factor, now]
+        rate = self.bytes_per_s * factor
+        bucket[0], bucket[1] = min(self.burst * factor, bucket[0] + (now - bucket[1]) * rate), now
+        return bucket, rate
+
+    def admit(self, host: str) -> None:
+        """Raise RateLimited (429 `sync_rate_limited`) while `host` has no bytes left."""
+        bucket, rate = self._refill(host)
+        if bucket[0] <= 0:
+            raise RateLimited("sync_rate_limited", f"{host} is over its sync allowance of "
+                              f"{rate / 2**20:.3g} MiB/s; try again in {-bucket[0] / rate + 0.1:.1f} s")
+
+    def charge(self, host: str, size: int) -> None:
+        self._refill(host)[0][0] -= size
 
 
 class Peer:
@@ -67,6 +144,8 @@ class Peer:
         self.has_votes = asyncio.Event()
         self.dropped = 0
         self.polling: asyncio.Task | None = None  # its status request, while unanswered
+        self.doubted_until = 0.0  # monotonic: no sync source before then (its claim did not pan out)
+        self.strikes = 0  # claims in a row that did not pan out
         self.incompatible: str | None = None  # why we do not talk to it, if it answers
 
     def to_json(self) -> dict:
@@ -84,7 +163,9 @@ class Network:
         self.guard = PeerGuard()
         self.ip_guard = PeerGuard(msgs_per_s=4000, bytes_per_s=256e6)
         self.peers: list[Peer] = []
-        self.sync_target: int | None = None  # the peer's final height we are catching up to
+        self.sync_budget = SyncBudget(urlsplit(u).hostname for u in service.config.peers)
+        self.liar = os.environ.get(LIAR_ENV) == "1"  # test-only (LIAR_ENV)
+        self.sync_target: int | None = None  # the final height f+1 peers claim, while catching up to it
         self._tasks: list[asyncio.Task] = []
         self._sync_now: asyncio.Event | None = None
         self._forced = False
@@ -92,9 +173,23 @@ class Network:
 
     # ------------------------------------------------------------------ identity
     def key_of(self, name: str) -> bytes | None:
-        """The node key a message from `name` must be signed with: a registered producer's key
-        from final state, or a configured full node's."""
-        return self.service.chain.producer_key(name) or self.peer_keys.get(name)
+        """The node key a pushed message from `name` must be signed with: the registered key (from
+        final state) of a producer in office, that is in the schedule of the previous, current or
+        next epoch (the previous one: its last block and votes may still be on their way), or a
+        configured full node's (`peer_keys`). None for a name nobody knows; Forbidden for a
+        registered candidate out of office (registering costs nothing, so it earns no pushes)."""
+        chain = self.service.chain
+        key = chain.producer_key(name)
+        if key is not None:
+            slot, epoch = self.service.genesis.slot_at(now_ms()), chain.schedules.epoch_slots
+            if any(name in chain.schedules.for_slot(max(0, s)) for s in (slot - epoch, slot, slot + epoch)):
+                return key
+        full_node = self.peer_keys.get(name)
+        if full_node is not None:
+            return full_node
+        if key is not None:
+            raise Forbidden("not_in_office", f"{name} is not a producer in office nor a configured peer")
+        return None
 
     def _can_send(self) -> bool:
         return self.service.producer_key is not None and bool(self.peers)
@@ -127,18 +222,29 @@ class Network:
                 link.close()
 
     def status(self) -> list[dict]:
+        if self.liar:  # (test-only: claims a link to every peer)
+            return [dict(p.to_json(), up=True) for p in self.peers]
         return [p.to_json() for p in self.peers]
+
+    def claim(self, doc: dict) -> dict:
+        """Our `/v1/status` as we tell it: as it is, but for the test-only liar (LIAR_ENV)."""
+        if self.liar:
+            doc["final"] = dict(doc["final"], height=doc["final"]["height"] + LIAR_LEAD)
+        return doc
 
     # ------------------------------------------------------------------ outbound
     def _targets(self, source: str | None) -> list[Peer]:
         """The peers to pass on a message that came from peer `source` (None: from a client or
         from this node): not `source` itself, and not the peers `source` reported linked to it
-        in its last status, which it has sent the message to itself. In a full mesh nothing is
-        relayed; where a link is missing, the message goes around it."""
+        in its last status, which it says it has sent the message to itself. Used for txs only
+        (see the module's docstring); where a link is missing, the message goes around it."""
         if source is None:
             return [p for p in self.peers if p.ok]
-        links = next((p.links for p in self.peers if p.name == source), frozenset())
+        links = self._claimed_links(source)
         return [p for p in self.peers if p.ok and p.name != source and p.name not in links]
+
+    def _claimed_links(self, source: str) -> frozenset[str]:
+        return next((p.links for p in self.peers if p.name == source and p.ok), frozenset())
 
     def queue_tx(self, raw: bytes, source: str | None = None) -> None:
         if not self._can_send():
@@ -151,22 +257,51 @@ class Network:
                 peer.dropped += 1
 
     def broadcast_block(self, block_bytes: bytes, source: str | None = None) -> None:
-        if not self._can_send():
+        """Send our block to every up peer; relay one from `source` at once to the up peers it
+        does not claim to have sent it to, and later (`_relay_late`) to those it claims."""
+        if not self._can_send() or (self.liar and source is not None):
             return
-        targets = self._targets(source)
-        if not targets:
-            return  # a block relayed in a full mesh: sealing it (a hash of the whole block) is waste
+        if source is None:
+            now = [p for p in self.peers if p.ok][:2 if self.liar else None]  # (the liar: two)
+            later = []
+        else:
+            header, _, block_id = Block.decode_head(block_bytes)
+            links = self._claimed_links(source)
+            up = [p for p in self.peers if p.ok and p.name not in (source, header.producer)]
+            now = [p for p in up if p.name not in links]
+            later = [p for p in up if p.name in links]
+        if not now and not later:
+            return  # sealing it (a hash of the whole block) would be waste
         envelope = self._seal("block", block_bytes)
-        for peer in targets:
+        self._queue_block(envelope, now)
+        if later:
+            delay = self.service.genesis.params.block_interval_ms / 1000 * RELAY_GRACE_FRACTION
+            try:
+                asyncio.get_running_loop().call_later(delay, self._relay_late, block_id, envelope, later)
+            except RuntimeError:  # called outside the node's event loop (a tool): nothing to wait for
+                self._relay_late(block_id, envelope, later)
+
+    def _relay_late(self, block_id: bytes, envelope: bytes, peers: list[Peer]) -> None:
+        """Send a relayed block to those of `peers` still up that have not voted for it: its
+        sender claimed it had sent it to them, and a claim is not a delivery."""
+        node = self.service.chain.nodes.get(block_id)
+        voted = frozenset() if node is None else node.votes.keys()
+        self._queue_block(envelope, [p for p in peers if p.ok and p.name not in voted])
+
+    @staticmethod
+    def _queue_block(envelope: bytes, peers: list[Peer]) -> None:
+        for peer in peers:
             peer.blocks.append(envelope)
             peer.has_blocks.set()
 
     def broadcast_vote(self, vote_bytes: bytes, source: str | None = None) -> None:
-        if not self._can_send():
+        """A vote goes to every up peer but `source`, whatever `source` says of its links."""
+        if not self._can_send() or self.liar:
             return
-        for peer in self._targets(source):
-            peer.votes.append(vote_bytes)
-            peer.has_votes.set()
+        for peer in self.peers:
+            if peer.ok and (source is None or peer.name != source):
+                peer.votes.append(vote_bytes)
+                peer.has_votes.set()
 
     def request_sync(self) -> None:
         """Pull from peers now, even from one only a block ahead (we saw a block we cannot attach)."""
@@ -188,6 +323,7 @@ class Network:
 
     def _mark_down(self, peer: Peer) -> None:
         peer.ok = False
+        peer.links = frozenset()  # what it said of its links held while it answered
         peer.blocks.clear()
         peer.votes.clear()
         peer.txs = []
@@ -289,65 +425,129 @@ class Network:
             except asyncio.TimeoutError:
                 pass
 
+    def _sources(self) -> list[Peer]:
+        """Peers whose claims count: up, answered their last status request, not banned for
+        invalid data and not doubted for a claim that did not pan out."""
+        now = time.monotonic()
+        return [p for p in self.peers if p.ok and (p.polling is None or p.polling.done())
+                and p.doubted_until <= now and not self.guard.is_banned(p.name or p.url)]
+
+    def agreed_final(self) -> int:
+        """The highest final height that f+1 sync sources claim, f being the faulty producers the
+        current schedule tolerates: at least one honest peer stands behind it, whatever f liars
+        claim. With fewer sources than f+1, the lowest claim (a lone liar is then caught by what
+        its pages do not carry)."""
+        claims = sorted((p.final for p in self._sources()), reverse=True)
+        if not claims:
+            return -1
+        schedule = self.service.chain.schedule(self.service.genesis.slot_at(now_ms()))
+        return claims[min((len(schedule) - 1) // 3, len(claims) - 1)]
+
     def _ahead(self, margin: int) -> list[Peer]:
-        """Peers ahead of us by more than `margin` blocks (gossip fills a gap of one by itself),
-        or, when our notarized head has not moved since the last round, peers whose notarized
-        head is higher: we missed votes, and until we learn them we would refuse to vote for
-        blocks extending their notarized chain (and they for ours), stalling finality. Only peers
-        that answered their last status request count."""
+        """Sync sources ahead of us by more than `margin` blocks (gossip fills a gap of one by
+        itself), or, when our notarized head has not moved since the last round, those whose
+        notarized head is higher: we missed votes, and until we learn them we would refuse to vote
+        for blocks extending their notarized chain (and they for ours), stalling finality. Most
+        credible first: by final height up to the agreed one (a claim beyond it earns nothing),
+        then by head."""
         chain = self.service.chain
         final, tip = chain.final_height + margin, chain.tip().height + margin
         notarized = chain.head().height
         stalled = notarized == self._last_notarized
         self._last_notarized = notarized
-        answered = [p for p in self.peers if p.ok and (p.polling is None or p.polling.done())]
-        return sorted((p for p in answered if not self.guard.is_banned(p.name or p.url)
-                       and (p.final > final or p.head > tip or (stalled and p.notarized > notarized))),
-                      key=lambda p: -p.final)
+        agreed = self.agreed_final()
+        return sorted((p for p in self._sources()
+                       if p.final > final or p.head > tip or (stalled and p.notarized > notarized)),
+                      key=lambda p: (-min(p.final, agreed), -p.head))
 
     async def _catch_up(self) -> None:
+        """Pull from the peers ahead of us, one after another until one delivers what it claimed."""
         ahead = self._ahead(0 if self._forced else 1)
         self._forced = False
-        chain = self.service.chain
-        self._track(ahead[0] if ahead else None)
-        if not ahead:
-            return
-        peer = ahead[0]
-        started, t0 = chain.final_height, time.monotonic()
+        self._track()
         if self.syncing:
-            log.info("catching up from final height %d to %s's %d", started, peer.url, peer.final)
+            log.info("catching up from final height %d to %d (claimed by f+1 peers)",
+                     self.service.chain.final_height, self.sync_target)
+        for peer in ahead:
+            if await self._pull(peer):
+                break
+        self._track()
+
+    async def _pull(self, peer: Peer) -> bool:
+        """Fetch pages from `peer` from our final height on until its pages reach its final height
+        (True), or it fails us (False): it refuses (429: its allowance; an error), its pages bring
+        nothing new (its head or notarized claim was stale: the next peer is asked, nobody doubted),
+        or its final claim does not pan out, and then it is doubted (`_doubt`)."""
+        chain = self.service.chain
+        claimed, start = peer.final, chain.final_height + 1
+        before = (chain.final_height, chain.tip().height, chain.head().height)
+        started, t0 = chain.final_height, time.monotonic()
         logged = t0
         while True:
-            before = (chain.final_height, chain.tip().height)
-            r = await peer.client.get("/p2p/blocks", params={"from": chain.final_height + 1,
-                                                              "count": SYNC_BATCH}, timeout=SYNC_TIMEOUT)
+            try:  # (a whole page within the read timeout: a peer trickling bytes holds no round)
+                r = await asyncio.wait_for(peer.client.get(
+                    "/p2p/blocks", params={"from": start, "count": SYNC_BATCH}, timeout=SYNC_TIMEOUT),
+                    SYNC_TIMEOUT.read)
+            except (httpx.HTTPError, asyncio.TimeoutError) as e:  # down, or hanging on us: not a source now
+                self._doubt(peer, f"its sync request failed ({type(e).__name__}: {e})")
+                return False
             if r.status_code != 200:
-                return
-            peer_final, entries = self._parse(r.content, peer)
-            peer.final = max(peer.final, peer_final)
-            await self._apply(entries, peer)
-            if (chain.final_height, chain.tip().height) == before or chain.final_height >= peer.final:
-                break
-            self._track(peer)
+                log.info("peer %s answered %s to a sync request; trying the next peer", peer.url, r.status_code)
+                return False
+            try:
+                peer_final, entries = self._parse(r.content, peer)
+            except Malformed as e:  # (the peer is banned for it)
+                log.warning("%s", e)
+                return False
+            finals = min(len(entries), max(0, peer_final - start + 1))  # consecutive from `start`
+            if finals == 0 and max(claimed, peer_final) >= start:
+                self._doubt(peer, f"it claimed final height {max(claimed, peer_final)} but its "
+                            f"page from {start} was empty")
+                return False
+            if not await self._apply(entries, peer):
+                return False
+            start += finals
+            if start > peer_final and (finals == 0 or len(entries) > finals):
+                break  # that page reached its final height and held its non-final tree
+            self._track()
             now = time.monotonic()
             if now - logged >= SYNC_PROGRESS_S:
                 logged, rate = now, (chain.final_height - started) / (now - t0)
                 log.info("catching up: final height %d of %d, %.0f blocks/s, about %.0f s left",
-                         chain.final_height, peer.final, rate, (peer.final - chain.final_height) / max(rate, 1e-9))
-            await asyncio.sleep(0)  # let the API and gossip run between batches
+                         chain.final_height, peer_final, rate,
+                         (peer_final - chain.final_height) / max(rate, 1e-9))
+            await asyncio.sleep(0)  # let the API and gossip run between pages
+        if start - 1 < claimed:
+            self._doubt(peer, f"it claimed final height {claimed} but its pages end at {start - 1}")
+            return False
+        if chain.final_height + SYNC_LAG < start - 1:
+            self._doubt(peer, f"its blocks up to height {start - 1} did not carry the votes that make "
+                        f"them final (final height here {chain.final_height})")
+            return False
+        if (chain.final_height, chain.tip().height, chain.head().height) == before:
+            return False
+        peer.strikes = 0
         if chain.final_height > started + SYNC_LAG:
             log.info("synced final height %d -> %d from %s in %.1fs", started, chain.final_height,
                      peer.url, time.monotonic() - t0)
-        self._track(peer)
+        return True
+
+    def _doubt(self, peer: Peer, why: str) -> None:
+        """`peer` claimed what it did not deliver: no sync source, and its claims not counted, for
+        SYNC_DOUBT_S doubled per repeat (a liar costs one request now and then)."""
+        peer.strikes += 1
+        seconds = min(SYNC_DOUBT_MAX_S, SYNC_DOUBT_S * 2 ** (peer.strikes - 1))
+        peer.doubted_until = time.monotonic() + seconds
+        log.warning("peer %s is no sync source for %.0f s: %s", peer.url, seconds, why)
 
     @property
     def syncing(self) -> bool:
         return self.sync_target is not None
 
-    def _track(self, peer: Peer | None) -> None:
-        """Catching up to `peer`, if it is more than SYNC_LAG final blocks ahead of us."""
-        ahead = peer is not None and peer.final > self.service.chain.final_height + SYNC_LAG
-        self.sync_target = peer.final if ahead else None
+    def _track(self) -> None:
+        """Catching up while the final height f+1 peers claim is more than SYNC_LAG ahead of ours."""
+        agreed = self.agreed_final()
+        self.sync_target = agreed if agreed > self.service.chain.final_height + SYNC_LAG else None
 
     def _parse(self, data: bytes, peer: Peer) -> tuple[int, list]:
         try:
@@ -359,8 +559,9 @@ class Network:
             self.guard.penalize(peer.name or peer.url)
             raise Malformed("malformed", f"sync answer of {peer.url} is not [final, entries]") from None
 
-    async def _apply(self, entries: list, peer: Peer) -> None:
-        """Hand each fetched block, then its votes, to the service; ban the peer on invalid data."""
+    async def _apply(self, entries: list, peer: Peer) -> bool:
+        """Hand each fetched block, then its votes, to the service; on invalid data ban the peer
+        and return False."""
         who = peer.name or peer.url
         for entry in entries:
             try:
@@ -379,6 +580,7 @@ class Network:
                 if is_penalized(e):
                     log.warning("peer %s sent invalid sync data (%s); ignoring it for a while", peer.url, e)
                     self.guard.penalize(who)
-                    return
+                    return False
                 if e.code == "unknown_parent":
-                    return
+                    return True
+        return True

@@ -7,10 +7,14 @@ the block the tx is in (`ctx.producers`, from the elections of consensus/schedul
 set whose votes finalize that block. A proposal is approved once `governance_quorum(n)` (2n/3 + 1)
 of the n producers in office at an approval have approved it; it is enacted at the start of its
 effective block (`enact_due`, before any tx of that block). One not approved before its
-effective height lapses (shown as `expired`; nothing is written for it). A parameter's new value
-must be in its declared range (state.rules.PARAM_RANGES) when proposed and again when enacted
-(two proposals each in range may together break a joint bound): one that is not is `refused`
-at enactment and changes nothing.
+effective height lapses (shown as `expired`). A parameter's new value must be in its declared
+range (state.rules.PARAM_RANGES) when proposed and again when enacted (two proposals each in range
+may together break a joint bound): one that is not is `refused` at enactment and changes nothing.
+
+Nothing is kept that serves no purpose (`close_due`): at its effective height a proposal's code
+goes whatever became of it (an enacted upgrade's is in the rules by then), and a lapsed proposal
+is deleted EXPIRED_PROPOSAL_KEEP_BLOCKS later (until then it shows as `expired`); enacted and
+refused ones stay, as the record of what changed the rules.
 
 An upgrade carries compiled bytecode, which `verify_rules_code` checks with the VM's own loader
 under its fixed limits (size, functions, constants, instructions, locals, stack): nothing is
@@ -31,6 +35,7 @@ from state.records import ProducerRecord, Proposal
 from state.view import Journal
 
 HOOK_ARITY = {**{hook: 0 for hook in HOOK_FOR_KIND.values()}, ROUND_HOOK: 1}
+EXPIRED_PROPOSAL_KEEP_BLOCKS = 1_209_600  # 7 days of 0.5 s blocks
 
 
 # ------------------------------------------------------------------------------ reads
@@ -119,6 +124,7 @@ def process_govern(j: Journal, tx, sender, ctx) -> None:
         refused = proposal.action == "set_param" and _check_param_change(j, proposal.name, proposal.value)
         if refused:
             raise InvalidTx("invalid_proposal", refused)
+        _append_id(j, schema.proposals_close_key(proposal.effective_height), proposal_id)
     else:
         proposal_id = tx.body["approve"]
         proposal = get_proposal(j, proposal_id)
@@ -163,4 +169,33 @@ def enact_due(layer, height: int) -> None:
         proposal.status = "enacted"
         j.put(schema.proposal_key(proposal_id), records.encode(proposal))
     j.delete(due_key)
+    j.commit()
+
+
+def _append_id(j: Journal, key: bytes, proposal_id: bytes) -> None:
+    ids = j.get(key)
+    j.put(key, pack_flat(([] if ids is None else msgpack.unpackb(ids)) + [proposal_id]))
+
+
+def close_due(layer, height: int) -> None:
+    """After `enact_due`: drop the code of the proposals whose effective height is `height`, and
+    schedule the lapsed ones for deletion; delete those whose time to go is `height`. (Work per
+    block: the proposals made for this height, which only producers in office can make.)"""
+    close_key, prune_key = schema.proposals_close_key(height), schema.proposals_prune_key(height)
+    closing, pruning = layer.get(close_key), layer.get(prune_key)
+    if closing is None and pruning is None:
+        return
+    j = Journal(layer)
+    for proposal_id in msgpack.unpackb(closing) if closing is not None else ():
+        code_key = schema.proposal_code_key(proposal_id)
+        if j.get(code_key) is not None:
+            j.delete(code_key)
+        if get_proposal(j, proposal_id).status == "pending":  # lapsed: shown as expired a while
+            _append_id(j, schema.proposals_prune_key(height + EXPIRED_PROPOSAL_KEEP_BLOCKS), proposal_id)
+    for proposal_id in msgpack.unpackb(pruning) if pruning is not None else ():
+        j.delete(schema.proposal_key(proposal_id))
+    if closing is not None:
+        j.delete(close_key)
+    if pruning is not None:
+        j.delete(prune_key)
     j.commit()

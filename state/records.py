@@ -20,6 +20,8 @@ class Account:
     approvals: list = field(default_factory=list)  # producer names, sorted
     maturing: int = 0  # part of `stake` that does not approve producers yet (state.staking)
     unbonding: int = 0  # unstaked, not yet back in `balance` (state.staking)
+    bandwidth: int = 0  # allowance left after its latest tx (state.allowance)
+    bandwidth_ms: int = 0  # the timestamp of the block of that tx (0: never: full)
 
     @property
     def active_stake(self) -> int:
@@ -32,7 +34,8 @@ class Account:
                 "referrer": self.referrer, "joined_height": self.joined_height,
                 "assets": {"content": self.content, "behaviour": self.behaviour,
                            "relationship": self.relationship},
-                "approvals": list(self.approvals)}
+                "approvals": list(self.approvals),
+                "bandwidth": {"left": self.bandwidth, "updated_ms": self.bandwidth_ms}}
 
 
 @dataclass(slots=True)

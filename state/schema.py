@@ -13,7 +13,12 @@ POST_VOTE = S + b"pvote/"
 ATTENDANCE = S + b"attend/"
 PRODUCER = S + b"prod/"
 EQUIVOCATION = S + b"equiv/"  # a producer's recorded equivocation: it is never elected again
+# replay keys by second of expiry (state.replay), how many each second holds, and the earliest
+# second that may still hold some with the total count
 TX_SEEN = S + b"tx/"
+TX_SEEN_BUCKET_MS = 1000  # one second of expiry
+TX_EXPIRY_COUNT = S + b"txexpn/"
+TX_PRUNE_NEXT = S + b"txprune"
 # the rules contract: its code, parameters, reward pools and storage; governance proposals
 RULES_CODE = S + b"rules/code"
 RULES_HASH = S + b"rules/hash"
@@ -24,6 +29,9 @@ CONTRACT_STORE = S + b"cstore/"
 PROPOSAL = S + b"gov/prop/"
 PROPOSAL_CODE = S + b"gov/code/"
 PROPOSALS_DUE = S + b"gov/due/"
+# proposals by effective height (their code is dropped then) and lapsed ones by deletion height
+PROPOSALS_CLOSE = S + b"gov/close/"
+PROPOSALS_PRUNE = S + b"gov/prune/"
 # stake moving in time (state.staking): entries by due time, and the earliest due time
 STAKE_DUE = S + b"stakedue/"
 STAKE_NEXT_DUE = S + b"stakenext"
@@ -37,6 +45,8 @@ LAST_VOTE = C + b"own/last_vote_slot"
 LAST_PRODUCED = C + b"own/last_produced_slot"
 GENESIS_HASH = C + b"genesis"
 EVIDENCE = C + b"evidence/"  # conflicting pairs this node saw (core.evidence), by producer and kind
+# a final tx's height and index, written at commit: its status outlives its pruned replay key
+TX_LOCATION = C + b"txloc/"
 
 
 def account_key(name: str) -> bytes:
@@ -63,8 +73,18 @@ def equivocation_key(name: str) -> bytes:
     return EQUIVOCATION + name.encode()
 
 
-def tx_seen_key(tx_id: bytes) -> bytes:
-    return TX_SEEN + tx_id
+def tx_seen_key(expires_at: int, tx_id: bytes) -> bytes:
+    """Sorted by expiry second, so the keys of a due second are one prefix (a copy of a tx has
+    the same expiry, so the replay check finds the key from the tx alone)."""
+    return tx_seen_prefix(expires_at // TX_SEEN_BUCKET_MS) + tx_id
+
+
+def tx_seen_prefix(bucket: int) -> bytes:
+    return TX_SEEN + height_bytes(bucket)
+
+
+def tx_expiry_count_key(bucket: int) -> bytes:
+    return TX_EXPIRY_COUNT + height_bytes(bucket)
 
 
 def param_key(name: str) -> bytes:
@@ -96,8 +116,20 @@ def proposals_due_key(height: int) -> bytes:
     return PROPOSALS_DUE + height_bytes(height)
 
 
+def proposals_close_key(height: int) -> bytes:
+    return PROPOSALS_CLOSE + height_bytes(height)
+
+
+def proposals_prune_key(height: int) -> bytes:
+    return PROPOSALS_PRUNE + height_bytes(height)
+
+
 def height_bytes(height: int) -> bytes:
     return height.to_bytes(8, "big")
+
+
+def tx_location_key(tx_id: bytes) -> bytes:
+    return TX_LOCATION + tx_id
 
 
 def block_key(block_id: bytes) -> bytes:

@@ -13,14 +13,15 @@ from typing import Callable, Protocol
 from core import codec, types
 from core.errors import InvalidBlock, InvalidTx
 from core.evidence import Equivocation
-from core.genesis import Genesis
+from core.genesis import ChainParams, Genesis
 from core.types import Block, BlockHeader, Tx
-from state import governance, records, schema, staking
+from state import allowance, governance, records, replay, schema, staking
 from state.records import Account, EquivocationRecord, Post, ProducerRecord
 from state.rules import genesis_rules_writes
 from state.view import Journal, Layer
 
 Verifier = Callable[[Tx, bytes], bool]
+_DEFAULTS = ChainParams()
 # a producer may change its node key once per this many blocks (10 minutes of 0.5 s slots): ample
 # time for a report of what it signed with the old key, which stays valid evidence until the next
 KEY_CHANGE_INTERVAL_BLOCKS = 1200
@@ -43,6 +44,11 @@ class BlockContext:
     producers: tuple[str, ...] = ()
     unstake_delay_ms: int = 0
     stake_activation_delay_ms: int = 0
+    # bandwidth (state.allowance); the defaults are the chain parameters' defaults
+    bandwidth_window_ms: int = _DEFAULTS.bandwidth_window_ms
+    tx_base_bandwidth: int = _DEFAULTS.tx_base_bandwidth
+    bandwidth_floor: int = _DEFAULTS.bandwidth_floor
+    bandwidth_per_cp: int = _DEFAULTS.bandwidth_per_cp
 
 
 class RulesHook(Protocol):
@@ -78,9 +84,10 @@ def get_equivocation(view, name: str) -> EquivocationRecord | None:
     return None if raw is None else records.decode(EquivocationRecord, raw)
 
 
-def get_tx_location(view, tx_id: bytes) -> tuple[int, int] | None:
-    raw = view.get(schema.tx_seen_key(tx_id))
-    return None if raw is None else tuple(codec.unpack(raw, 64))
+def get_tx_location(view, tx: Tx) -> tuple[int, int] | None:
+    """Where `tx` is in the chain, while its replay key is kept (state.replay); a node's chain store
+    keeps it for good (consensus.chain.Chain.tx_status)."""
+    return replay.get_location(view, tx)
 
 
 def _put(journal: Journal, key: bytes, record) -> None:
@@ -281,8 +288,9 @@ def check_tx_envelope(view, tx: Tx, ctx: BlockContext, verify: Verifier) -> Acco
         raise InvalidTx("expired", "the tx expired")
     if tx.expires_at > ctx.timestamp_ms + ctx.max_tx_expiry_ms:
         raise InvalidTx("expiry_too_far", "expires_at is more than the maximum expiry ahead")
-    # replay protection: an id is in the chain at most once (ids of expired txs can't come back)
-    if view.get(schema.tx_seen_key(tx.id)) is not None:
+    # replay protection: an id is in the chain at most once (ids of expired txs can't come back,
+    # which is why their keys are pruned)
+    if replay.is_seen(view, tx):
         raise InvalidTx("duplicate", "tx already in the chain", status=409)
     sender = get_account(view, tx.sender)
     # membership is permissioned: only members transact
@@ -298,10 +306,13 @@ def apply_tx(layer: Layer, tx: Tx, ctx: BlockContext, index: int, verify: Verifi
     """Apply one tx to `layer`, all or nothing; raise InvalidTx if it is not valid here."""
     j = Journal(layer)
     sender = check_tx_envelope(j, tx, ctx, verify)
+    allowance.process_bandwidth(sender, len(tx.raw), ctx)
+    # written before the kind's processor, which may write or re-read the sender's record
+    _put(j, schema.account_key(tx.sender), sender)
     PROCESSORS[tx.kind](j, tx, sender, ctx)
     if rules is not None:
         rules.on_tx(j, tx, ctx)
-    j.put(schema.tx_seen_key(tx.id), codec.pack_flat([ctx.height, index]))
+    replay.record_tx(j, tx, ctx.height, index)
     j.commit()
 
 
@@ -325,7 +336,8 @@ def make_context(genesis: Genesis, height: int, slot: int, timestamp_ms: int,
         producers = tuple(prod.name for prod in genesis.producers)
     return BlockContext(genesis.chain_id, height, slot, timestamp_ms, p.max_tx_expiry_ms,
                         p.max_producer_approvals, tuple(producers), p.unstake_delay_ms,
-                        p.stake_activation_delay_ms)
+                        p.stake_activation_delay_ms, p.bandwidth_window_ms, p.tx_base_bandwidth,
+                        p.bandwidth_floor, p.bandwidth_per_cp)
 
 
 def block_context(genesis: Genesis, header: BlockHeader, producers: tuple[str, ...] | None = None) -> BlockContext:
@@ -333,10 +345,13 @@ def block_context(genesis: Genesis, header: BlockHeader, producers: tuple[str, .
 
 
 def begin_block(layer: Layer, ctx: BlockContext, rules: RulesHook | None = None) -> None:
-    """Before the block's txs: stake that has waited moves, the governance changes due now are
-    enacted, then the rules' block step."""
+    """Before the block's txs: replay keys of expired txs go, stake that has waited moves, the
+    governance changes due now are enacted (and closed proposals' code dropped), then the rules'
+    block step."""
+    replay.process_expired(layer, ctx.timestamp_ms)
     staking.process_due(layer, ctx.timestamp_ms)
     governance.enact_due(layer, ctx.height)
+    governance.close_due(layer, ctx.height)
     if rules is not None:
         rules.begin_block(layer, ctx)
 

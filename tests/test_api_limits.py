@@ -92,8 +92,9 @@ def test_the_clients_tracked_are_bounded(monkeypatch):
 
 
 def test_a_real_node_answers_503_beyond_its_open_connection_cap(tmp_path):
-    """`max_connections` is uvicorn's concurrency limit: with that many connections open, a request
-    gets 503 instead of a slot on the event loop; once they close, requests are served again."""
+    """`max_connections` caps the open connections of wallets (node.intake): with that many open
+    (all from 127.0.0.1, the newcomer's own address, so none is evicted to make room), a request
+    gets 503 `overloaded` instead of a slot on the event loop; once they close, it is served again."""
     (tmp_path / "genesis.json").write_text(json.dumps(make_genesis().to_json()))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

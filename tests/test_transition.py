@@ -36,7 +36,7 @@ def test_post(w):
     assert (p.author, p.permlink, p.title, p.body, p.tags, p.parent, p.event) == (
         "bob", "hello", "title hello", "text", ["a", "b"], "", None)
     assert (p.created_height, p.created_ms, p.net_votes, p.vote_count, p.children) == (1, NOW_MS, 0, 0, 0)
-    assert T.get_tx_location(w.layer, tx.id) == (1, 0)
+    assert T.get_tx_location(w.layer, tx) == (1, 0)
 
 
 def test_comment_increments_parents_children(w):
@@ -327,7 +327,7 @@ def test_rejection_has_its_code_and_changes_nothing(genesis, make, code, status)
         w.apply(tx)
     assert (e.value.code, e.value.status) == (code, status), str(e.value)
     assert w.snapshot() == before
-    assert T.get_tx_location(w.layer, tx.id) is None or code == "duplicate"
+    assert T.get_tx_location(w.layer, tx) is None or code == "duplicate"
 
 
 def test_expiry_boundaries_are_accepted(w):

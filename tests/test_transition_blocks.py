@@ -57,7 +57,7 @@ def test_apply_block(genesis):
     assert layer.writes == scratch.writes
     assert layer.parent is root_layer and root_layer.writes == {}
     assert T.get_post(layer, "alice", "p").net_votes == 10
-    assert [T.get_tx_location(layer, t.id) for t in block.txs] == [(1, 0), (1, 1), (1, 2)]
+    assert [T.get_tx_location(layer, t) for t in block.txs] == [(1, 0), (1, 1), (1, 2)]
     # the next block builds on it; a replayed tx is rejected there
     block2, _ = build_block(genesis, layer, block.header.state_root,
                             [make_tx("dave", "stake", {"amount": 1}, salt=4)], height=2)
