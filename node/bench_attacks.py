@@ -12,6 +12,7 @@ remote client would. To add an attack: an async function `(port, seconds) -> Non
 row in ATTACKS.
 """
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -23,6 +24,9 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+import msgpack
+
+from core.genesis import Member
 from node.bench import ROOT, _wait_ready, bench_genesis, bench_keys, rss_mb
 
 MiB = 1024 * 1024
@@ -105,6 +109,87 @@ async def slow_bodies_p2p(port: int, seconds: float) -> None:
     await _until(seconds, [_send_slow_body(port, a, "/p2p/txs", 12 * MiB) for a in _addresses("127.5", 100)])
 
 
+DUST_MEMBER = "dust-0001"  # a member with no stake: the bandwidth floor is all it has
+
+
+def _dust_key():
+    from core.crypto import Keypair
+    return Keypair(b"dust".ljust(32, b"\0"))
+
+
+async def _post_batches(port: int, source: str, raws: list[bytes], seconds: float) -> None:
+    """Send `raws` in batches of at most 900 (under the 8 MiB batch limit), once, then idle."""
+    import httpx
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(transport=transport, timeout=30) as client:
+        for i in range(0, len(raws), 900):
+            try:
+                await client.post(f"http://127.0.0.1:{port}/v1/transactions/batch",
+                                  content=msgpack.packb(raws[i:i + 900], use_bin_type=True),
+                                  headers={"content-type": "application/msgpack"})
+            except httpx.HTTPError:
+                pass
+    await asyncio.sleep(seconds)
+
+
+def _posts(count: int, body_bytes: int, signers, prefix: str) -> list[bytes]:
+    from core.types import Tx
+    expires = time.time_ns() // 1_000_000 + 600_000
+    raws = []
+    for i in range(count):
+        name, key = signers[i % len(signers)]
+        raws.append(Tx.create(key, "bench", "post", name, expires, {
+            "body": "x" * body_bytes, "permlink": f"{prefix}-{i}", "tags": [], "title": ""}).raw)
+    return raws
+
+
+async def big_posts(port: int, seconds: float) -> None:
+    # 1,100 valid posts of 8 KiB: 9.5 MB, more than a block may hold (types.MAX_BLOCK_BYTES)
+    raws = _posts(1100, 8 * 1024, bench_keys(20), "big")
+    await _post_batches(port, "127.0.6.1", raws, seconds)
+
+
+async def dust_spam(port: int, seconds: float) -> None:
+    # a member with no stake posts 2,000 small posts: its bandwidth floor pays for a few dozen
+    raws = _posts(2000, 200, [(DUST_MEMBER, _dust_key())], "spam")
+    await _post_batches(port, "127.0.7.1", raws, seconds)
+
+
+async def _get_forever(port: int, source: str, path: str) -> None:
+    import httpx
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(transport=transport, timeout=5) as client:
+        while True:
+            try:
+                await client.get(f"http://127.0.0.1:{port}{path}")
+            except httpx.HTTPError:
+                await asyncio.sleep(0.05)
+
+
+async def sync_amplification(port: int, seconds: float) -> None:
+    await _until(seconds, [_get_forever(port, a, "/p2p/blocks?from=1&count=256")
+                           for a in _addresses("127.8", 20) for _ in range(2)])
+
+
+async def _push_forever(port: int, source: str, body: bytes) -> None:
+    import httpx
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(transport=transport, timeout=5) as client:
+        while True:
+            try:
+                await client.post(f"http://127.0.0.1:{port}/p2p/block", content=body,
+                                  headers={"content-type": "application/msgpack"})
+            except httpx.HTTPError:
+                await asyncio.sleep(0.05)
+
+
+async def outsider_pushes(port: int, seconds: float) -> None:
+    from core.crypto import Keypair
+    from p2p.envelope import seal
+    body = seal(Keypair(b"outsider".ljust(32, b"\0")), "bench", "block", "outsider", b"\0" * MiB)
+    await _until(seconds, [_push_forever(port, a, body) for a in _addresses("127.9", 20)])
+
+
 ATTACKS = [
     Attack("slowloris-1-address", "1,000 silent sockets from one address, reopened when closed",
            slowloris_one),
@@ -113,6 +198,12 @@ ATTACKS = [
            slow_bodies_batch),
     Attack("slow-bodies-p2p", "100 addresses each send 12 MiB to /p2p/txs, never the last byte",
            slow_bodies_p2p),
+    Attack("big-posts", "1,100 valid 8 KiB posts at once (9.5 MB: more than one block holds)", big_posts),
+    Attack("dust-spam", "a member with no stake submits 2,000 posts", dust_spam),
+    Attack("sync-amplification", "40 clients on 20 addresses GET /p2p/blocks?count=256 in a loop",
+           sync_amplification),
+    Attack("outsider-pushes", "20 addresses push 1 MiB blocks signed by an unknown key, in a loop",
+           outsider_pushes),
 ]
 
 
@@ -157,6 +248,8 @@ def bench_attacks(seconds: float = 10.0, port: int = 18556, only: tuple = ()) ->
 
     members = bench_keys(20)
     genesis = bench_genesis(members, time.time_ns() // 1_000_000 - 10_000)
+    genesis = dataclasses.replace(genesis, members=genesis.members + (
+        Member(DUST_MEMBER, _dust_key().public_key, 1_000_000, 0),))
     url = f"http://127.0.0.1:{port}"
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,6 +33,21 @@ MAX_SYNC_COUNT = 256
 MAX_SYNC_BYTES = 1024 * 1024
 
 
+class _SentPage(Response):
+    """A sync page that says when it has been sent (or its client left), so the bytes of pages
+    held in memory for slow readers are counted (p2p.gossip.SyncBudget)."""
+
+    def __init__(self, page: bytes, on_sent):
+        super().__init__(page, media_type="application/msgpack")
+        self.on_sent = on_sent
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_sent()
+
+
 def make_p2p_router(service) -> APIRouter:
     router = APIRouter(prefix="/p2p")
     net = service.net
@@ -143,6 +158,6 @@ def make_p2p_router(service) -> APIRouter:
             final, entries = final + LIAR_LEAD, []
         page = msgpack.packb([final, entries])
         net.sync_budget.charge(who, len(page))
-        return Response(page, media_type="application/msgpack")
+        return _SentPage(page, lambda: net.sync_budget.sent(who, len(page)))
 
     return router

@@ -14,6 +14,7 @@ import pytest
 from node.api import create_app
 from node.service import SYNC_VOTE_BYTES, NodeService
 from p2p import gossip
+from p2p.envelope import RateLimited
 from p2p.gossip import Peer, SyncBudget
 from state.kv import MemoryKV
 
@@ -108,6 +109,28 @@ def test_a_sync_budget_refills_and_gives_configured_peers_more():
     budget.admit("10.0.0.2")  # a configured peer's host: PEER_SYNC_FACTOR times the allowance
     now[0] = 1.5
     budget.admit("10.0.0.9")  # 1.5 s at 1,000 bytes/s paid the debt of 1,000
+
+
+def test_many_public_addresses_share_one_allowance_and_a_cap_on_pages_in_memory(monkeypatch):
+    now = [0.0]
+    budget = SyncBudget(peer_hosts={"10.0.0.2"}, bytes_per_s=1_000, burst=4_000, clock=lambda: now[0])
+    # each address is within its own allowance, but together they spent the public one
+    for i in range(gossip.PUBLIC_SYNC_FACTOR):
+        budget.admit(f"10.1.0.{i}")
+        budget.charge(f"10.1.0.{i}", 4_000)
+        budget.sent(f"10.1.0.{i}", 4_000)
+    with pytest.raises(RateLimited, match="public clients together"):
+        budget.admit("10.1.0.99")
+    budget.admit("10.0.0.2")  # a configured peer is not a public client
+    # pages built for public clients and not yet sent are capped in bytes
+    monkeypatch.setattr(gossip, "MAX_PUBLIC_SYNC_IN_FLIGHT", 10_000)
+    now[0] = 100.0  # every allowance full again
+    budget.admit("10.2.0.1")
+    budget.charge("10.2.0.1", 10_000)
+    with pytest.raises(RateLimited, match="cap in memory"):
+        budget.admit("10.2.0.2")
+    budget.sent("10.2.0.1", 10_000)
+    budget.admit("10.2.0.2")
 
 
 def test_the_sync_target_is_what_f_plus_one_peers_claim(service, monkeypatch):
