@@ -37,7 +37,7 @@ from node.rejoin import Rejoin
 from node.store import LevelDBStore
 from node.verify_pool import VerifyError, VerifyPool
 from p2p.gossip import Network
-from state import schema, transition
+from state import allowance, schema, transition
 from state.rules import ContractRules
 from state.view import Layer
 
@@ -123,6 +123,9 @@ class NodeService:
             # for a peer's alike: a peer's own dry run is not taken on trust, and a tx that fails
             # here would only take mempool space and relay bandwidth until a block refused it
             transition.apply_tx(Layer(tip.layer), tx, ctx, 0, self.chain.verified.verify, self.chain.rules)
+            # its pending txs are charged first: together they must fit the sender's allowance
+            allowance.check_pending(transition.get_account(tip.layer, tx.sender),
+                                    *self.mempool.pending_of(tx.sender), len(tx.raw), ctx)
             self.mempool.add(tx)
         except ProtocolError as e:
             self.metrics.refuse(e.code)

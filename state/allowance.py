@@ -53,3 +53,17 @@ def process_bandwidth(account: Account, tx_bytes: int, ctx) -> None:
                         status=429)
     account.bandwidth = available - cost
     account.bandwidth_ms = ctx.timestamp_ms
+
+
+def check_pending(account: Account, pending_txs: int, pending_bytes: int, tx_bytes: int, ctx) -> None:
+    """For admission to a mempool: raise InvalidTx (429) unless what `account` has available
+    covers the txs it already has pending there as well as this one (they will be charged first),
+    so one account cannot queue more than its allowance will ever pay for."""
+    maximum = compute_maximum(account.stake, ctx.bandwidth_floor, ctx.bandwidth_per_cp)
+    available = compute_available(account, ctx.timestamp_ms, maximum, ctx.bandwidth_window_ms)
+    cost = compute_cost(tx_bytes, ctx.tx_base_bandwidth)
+    queued = pending_txs * ctx.tx_base_bandwidth + pending_bytes
+    if queued + cost > available:
+        raise InvalidTx("insufficient_bandwidth",
+                        f"the tx costs {cost} bandwidth and {pending_txs} pending txs of the sender "
+                        f"{queued}; {available} of {maximum} is available", status=429)

@@ -2,6 +2,8 @@
 posts or referrals beyond its allowance, an honest member's heavy day passes untouched, and the
 allowance regenerates linearly with block time exactly as the documented formula says."""
 import dataclasses
+import json
+import time
 
 import msgpack
 import pytest
@@ -11,10 +13,13 @@ from hypothesis import strategies as st
 from core.errors import InvalidTx
 from core.genesis import DAY_MS, ChainParams, Genesis
 from core.types import MAX_TX_BYTES
+from node.config import NodeConfig, write_key_file
+from node.service import NodeService
 from state import allowance, records
 from state import transition as T
+from state.kv import MemoryKV
 from state.records import Account
-from tests.conftest import NOW_MS, TEST_PARAMS, World, keypair, make_genesis, post_body
+from tests.conftest import NOW_MS, TEST_PARAMS, World, keypair, make_genesis, make_tx, node_keypair, post_body
 
 P = ChainParams()  # the real chain's bandwidth parameters
 GENESIS = make_genesis(dataclasses.replace(TEST_PARAMS, bandwidth_window_ms=P.bandwidth_window_ms))
@@ -234,3 +239,33 @@ def test_an_account_never_charged_is_full_even_on_a_chain_that_started_at_time_z
     at 0 ms (the consensus simulation's) must not find every account nearly empty."""
     account = Account(b"k" * 32, stake=100)
     assert allowance.compute_available(account, 4_000, 52_000, 86_400_000) == 52_000
+
+
+def test_a_mempool_admits_no_more_of_a_senders_txs_than_its_allowance_pays_for(tmp_path):
+    """Admission charges nothing (the tip's state does not change), so without counting what the
+    sender has pending, a stakeless member could queue thousands of txs of which blocks apply a
+    few dozen, and every producer would try the rest in vain."""
+    params = dataclasses.replace(TEST_PARAMS, bandwidth_floor=20_000)
+    g = make_genesis(params)
+    g = dataclasses.replace(g, members=tuple(dataclasses.replace(m, stake=0) if m.name == "dave" else m
+                                             for m in g.members))
+    (tmp_path / "genesis.json").write_text(json.dumps(g.to_json()))
+    write_key_file(tmp_path / "key.json", "alice", node_keypair("alice"))
+    service = NodeService(NodeConfig(genesis=str(tmp_path / "genesis.json"), key_file=str(tmp_path / "key.json")),
+                          kv=MemoryKV())
+    admitted, refused = 0, None
+    for i in range(200):
+        try:
+            service.submit(make_tx("dave", "transfer", {"to": "bob", "amount": 1}, salt=i,
+                                   expires_at=_soon()))
+            admitted += 1
+        except InvalidTx as e:
+            refused = e
+            break
+    one = cost(make_tx("dave", "transfer", {"to": "bob", "amount": 1}, salt=0, expires_at=_soon()))
+    assert admitted == 20_000 // one and (refused.code, refused.status) == ("insufficient_bandwidth", 429)
+    assert "pending" in refused.message
+
+
+def _soon() -> int:
+    return time.time_ns() // 1_000_000 + 600_000
