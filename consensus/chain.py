@@ -390,6 +390,9 @@ class Chain:
         """Record a vote; returns the blocks that became final because of it (oldest first)."""
         if vote.chain_id != self.genesis.chain_id:
             raise InvalidVote("wrong_chain", "vote is for another chain")
+        known = self.nodes.get(vote.block_id)
+        if known is not None and known.votes.get(vote.voter) == vote:
+            return []  # a copy of a vote already counted (relayed by several peers): no check again
         if vote.voter not in self.schedules.for_slot(vote.slot):
             raise InvalidVote("not_producer", f"{vote.voter} is not a scheduled producer")
         key = self.producer_key(vote.voter)
