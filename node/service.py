@@ -523,7 +523,10 @@ def run_node(config: NodeConfig) -> None:
     service = NodeService(config)
     # connection caps, deadlines and the body budget (node.intake) replace uvicorn's
     # limit_concurrency, which counted idle sockets and peers' connections alike
-    intake = Intake(IntakeLimits.from_config(config), resolve_peer_hosts(config.peers))
+    peer_hosts = resolve_peer_hosts(config.peers)
+    intake = Intake(IntakeLimits.from_config(config), peer_hosts)
+    # sync pages too: a peer whose URL names a host is known by the addresses it connects from
+    service.net.sync_budget.peer_hosts |= peer_hosts
     app = BodyBudget(create_app(service), intake)
     gc.freeze()  # what start-up built lives as long as the node: keep it out of every collection
     gc.set_threshold(50_000, 20, 20)

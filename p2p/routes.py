@@ -142,7 +142,7 @@ def make_p2p_router(service) -> APIRouter:
     @router.get("/blocks")
     async def get_blocks(request: Request):
         host = request.client.host if request.client else "?"
-        net.ip_guard.admit("ip:" + host, 0)
+        net.ip_guard.admit("ip:" + client_key(host), 0)
         try:
             start = int(request.query_params.get("from", "1"))
             count = int(request.query_params.get("count", "64"))

@@ -137,7 +137,7 @@ def _peers(service, links: dict[str, set]):
     return {p.name: p for p in service.net.peers}
 
 
-def test_a_message_is_not_relayed_to_peers_its_sender_is_linked_to(service):
+def test_a_tx_is_not_relayed_to_peers_its_sender_is_linked_to(service):
     peers = _peers(service, {"bob": {"carol"}, "carol": {"bob"}, "dave": set()})
     service.net.queue_tx(b"from-bob", "bob")  # bob sent it to carol himself; dave is not his peer
     assert (peers["carol"].txs, peers["dave"].txs) == ([], [b"from-bob"])
