@@ -127,6 +127,25 @@ class _StateCollector:
         for (name, kind) in sorted(chain.evidence):
             evidence.add_metric([name, kind], 1)
         yield evidence
+        intake = s.intake  # node.intake: connections and request bodies (None: no server, e.g. a test)
+        if intake is not None:
+            connections = GaugeMetricFamily("chain_http_connections", "Open HTTP connections by pool",
+                                            labels=["pool"])
+            body_bytes = GaugeMetricFamily("chain_http_body_bytes", "Request-body bytes in flight by pool",
+                                           labels=["pool"])
+            for pool in sorted(intake.connections):
+                connections.add_metric([pool], intake.connections[pool])
+                body_bytes.add_metric([pool], intake.body_bytes[pool])
+            yield connections
+            yield body_bytes
+            cut = CounterMetricFamily("chain_http_connections_cut", "Connections the intake closed, by why",
+                                      labels=["why"])
+            for why, count in (("over_client_cap", intake.closed_at_once), ("deadline", intake.timed_out),
+                               ("evicted", intake.evicted)):
+                cut.add_metric([why], count)
+            yield cut
+            yield _counter("chain_http_bodies_refused", "Requests refused for the body budget",
+                           intake.bodies_refused)
         peers = s.net.guard.report()  # p2p.envelope: misbehaviour scores and bans
         yield _counter("chain_peer_bans", "Bans of peers for misbehaviour", peers["bans"])
         banned = GaugeMetricFamily("chain_peer_banned", "1 while this peer is banned", labels=["peer"])

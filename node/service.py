@@ -91,6 +91,7 @@ class NodeService:
         self.metrics = NodeMetrics(self)
         self.reporter = EquivocationReporter(self, now_ms)
         self.rejoin = Rejoin(self, now_ms)
+        self.intake = None  # node.intake.Intake, set by run_node (its counts go to /metrics)
         self.chain.on_evidence = self.reporter.on_evidence
 
     # ------------------------------------------------------------------ persistence of own signing
@@ -525,6 +526,7 @@ def run_node(config: NodeConfig) -> None:
     # limit_concurrency, which counted idle sockets and peers' connections alike
     peer_hosts = resolve_peer_hosts(config.peers)
     intake = Intake(IntakeLimits.from_config(config), peer_hosts)
+    service.intake = intake
     # sync pages too: a peer whose URL names a host is known by the addresses it connects from
     service.net.sync_budget.peer_hosts |= peer_hosts
     app = BodyBudget(create_app(service), intake)

@@ -19,6 +19,7 @@ import time
 import httpx
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.crypto import Keypair
 from core.errors import ProtocolError
@@ -132,6 +133,9 @@ def test_idle_sockets_take_only_their_address_share_and_are_closed_at_the_header
     for s in idle + [slow]:
         s.close()
     assert wallet_status_s(n.url) < 1.0
+    cut = {m.labels["why"]: m.value for family in text_string_to_metric_families(
+        httpx.get(n.url + "/metrics").text) for m in family.samples if m.name == "chain_http_connections_cut_total"}
+    assert cut["over_client_cap"] == 280 and cut["deadline"] >= 21  # what /metrics tells an operator
 
 
 def raw_status(source: str, port: int) -> bytes:
