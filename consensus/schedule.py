@@ -33,6 +33,7 @@ from state import schema
 from state.governance import get_candidates
 
 ELECTION_DELAY = 2
+MAX_JAIL_DOUBLINGS = 9  # the longest jail term: 512 epochs (4.3 hours of 60 half-second slots)
 
 
 def elect(previous: tuple[str, ...], approvals: dict[str, int], eligible: set[str],
@@ -101,8 +102,27 @@ class ScheduleTable:
         self.produced: dict[int, frozenset[str]] = {
             int.from_bytes(key[len(schema.PRODUCED):], "big"): frozenset(msgpack.unpackb(raw))
             for key, raw in kv.scan(schema.PRODUCED)}
-        self.jailed: dict[str, int] = {key[len(schema.JAILED):].decode(): msgpack.unpackb(raw)
-                                       for key, raw in kv.scan(schema.JAILED)}
+        # producer -> (height of the final block whose election jailed it, how many times it was)
+        self.jails: dict[str, tuple[int, int]] = {key[len(schema.JAILED):].decode(): tuple(msgpack.unpackb(raw))
+                                                  for key, raw in kv.scan(schema.JAILED)}
+
+    @property
+    def jailed(self) -> dict[str, int]:
+        """Producer -> the height it was last jailed at."""
+        return {name: height for name, (height, _) in self.jails.items()}
+
+    def jail_term(self, times: int) -> int:
+        """Blocks a producer jailed `times` times stays out after its jailing, unjail or not: one
+        epoch, doubling with each jailing after it returned, so a candidate that keeps coming back
+        without a node costs the chain ever fewer of its empty slots."""
+        return self.epoch_slots << min(times - 1, MAX_JAIL_DOUBLINGS)
+
+    def is_eligible_again(self, name: str, record, height: int, jails=None) -> bool:
+        """Whether a producer may be elected at `height`, as far as jailing goes (`jails`, default
+        the recorded ones): never jailed, or back (an `unjail` after its jailing) and its term
+        served."""
+        jail = (self.jails if jails is None else jails).get(name)
+        return jail is None or (record.unjailed_height > jail[0] and height >= jail[0] + self.jail_term(jail[1]))
 
     def epoch_of(self, slot: int) -> int:
         return slot // self.epoch_slots
@@ -142,18 +162,23 @@ class ScheduleTable:
         return {name for name, count in zip(sched, counts) if count and name not in producers}
 
     def elect(self, block, previous: tuple[str, ...], absent: set[str],
-              jailed: dict[str, int]) -> tuple[tuple[str, ...], set[str]]:
+              jails: dict[str, tuple[int, int]]) -> tuple[tuple[str, ...], dict[str, tuple[int, int]]]:
         """The schedule that finalizing `block` (a BlockNode, the first final one of its epoch)
-        elects from its state, and whom it jails of the `absent` (see `jail_limit`); `jailed`:
-        the jailings so far."""
+        elects from its state, and the jailings it makes of the `absent` (see `jail_limit`; one
+        still serving a jailing it has not come back from is not jailed again); `jails`: the
+        jailings so far."""
         params = self.genesis.params
         candidates = get_candidates(block.layer)
         approvals = {name: rec.approval for name, rec in candidates.items()}
         in_office = sorted(absent & set(previous), key=lambda n: (approvals.get(n, 0), n))
-        jailing = (absent - set(previous)) | set(in_office[:jail_limit(len(previous))])
-        jailed = {**jailed, **{name: block.height for name in jailing}}
+        jailing = {}
+        for name in sorted((absent - set(previous)) | set(in_office[:jail_limit(len(previous))])):
+            jail, record = jails.get(name), candidates.get(name)
+            if jail is None or (record is not None and record.unjailed_height > jail[0]):
+                jailing[name] = (block.height, 1 if jail is None else jail[1] + 1)
+        jails = {**jails, **jailing}
         eligible = {name for name, rec in candidates.items()
-                    if name not in jailed or rec.unjailed_height > jailed[name]}
+                    if self.is_eligible_again(name, rec, block.height, jails)}
         office = elect(previous, approvals, eligible, params.producer_count, params.min_producer_approval,
                        frozenset(self.default))
         return shuffle(office, bytes(block.id)), jailing
@@ -165,7 +190,7 @@ class ScheduleTable:
         missed: Counter = Counter()
         elected: dict[int, tuple[str, ...]] = {}
         produced = dict(self.produced)
-        jailed: dict[str, int] = {}
+        jailed: dict[str, tuple[int, int]] = {}
         for b in path:
             if prev.height > 0:
                 missed.update(self.missed_between(prev.slot, b.slot))
@@ -175,8 +200,8 @@ class ScheduleTable:
                 absent = self.absent_in(epoch - 1, produced.get(epoch - 1, frozenset()))
                 target = epoch + ELECTION_DELAY
                 previous = elected[max(elected)] if elected else self.for_slot(target * self.epoch_slots)
-                elected[target], jailing = self.elect(b, previous, absent, {**self.jailed, **jailed})
-                jailed.update((name, b.height) for name in jailing)
+                elected[target], jailing = self.elect(b, previous, absent, {**self.jails, **jailed})
+                jailed.update(jailing)
             prev = b
         # absence is judged on the epoch before the newest: older ones are not needed again
         newest = max(produced)
@@ -187,8 +212,8 @@ class ScheduleTable:
             puts[schema.missed_key(name)] = codec.pack_flat(self.missed[name] + count)
         for e, names in changed.items():
             puts[schema.produced_key(e)] = codec.pack_flat(sorted(names))
-        for name, height in jailed.items():
-            puts[schema.jailed_key(name)] = codec.pack_flat(height)
+        for name, jail in jailed.items():
+            puts[schema.jailed_key(name)] = codec.pack_flat(list(jail))
         deletes = {schema.produced_key(e) for e in stale if e in self.produced}
 
         def apply() -> None:
@@ -196,5 +221,5 @@ class ScheduleTable:
             self.table.update(elected)
             self._epochs = sorted(self.table)
             self.produced = {e: names for e, names in produced.items() if e not in stale}
-            self.jailed.update(jailed)
+            self.jails.update(jailed)
         return puts, deletes, apply

@@ -258,9 +258,12 @@ def create_app(service: NodeService) -> "FastSubmit":
             producers.append(dict(records.decode(records.ProducerRecord, v).to_json(name),
                                   equivocation=equivocation and equivocation.to_json()))
         schedules = service.chain.schedules
-        jailed = {name: height for name, height in sorted(schedules.jailed.items())
-                  if (rec := transition.get_producer(layer, name)) is not None
-                  and rec.unjailed_height <= height}
+        # jailed for absence and not yet electable again (no `unjail` since, or its term not served)
+        jailed = {name: {"height": height, "times": times, "term_blocks": schedules.jail_term(times),
+                         "unjailed": rec is not None and rec.unjailed_height > height}
+                  for name, (height, times) in sorted(schedules.jails.items())
+                  if not schedules.is_eligible_again(name, rec := transition.get_producer(layer, name),
+                                                     service.chain.final_height)}
         return json_response({"schedule": service.chain.schedule(), "producers": producers,
                               "next": producers[-1]["name"] if more else None,
                               "missed_slots": service.chain.missed_slots, "jailed": jailed,

@@ -7,9 +7,10 @@ import dataclasses
 from hypothesis import given, strategies as st
 
 from consensus.chain import Chain
-from consensus.schedule import ELECTION_DELAY, elect, slots_per_index
+from consensus.schedule import ELECTION_DELAY, MAX_JAIL_DOUBLINGS, elect, slots_per_index
 from core.quorum import notarization_quorum
 from core.types import Vote
+from state import transition as T
 from state.kv import MemoryKV
 from tests.conftest import CHAIN_ID, STAKE, TEST_PARAMS, make_genesis, make_tx, node_keypair
 
@@ -157,10 +158,31 @@ def test_an_absent_producer_is_jailed_and_returns_after_unjail():
     assert "dave" not in chain.schedule(7 * EPOCH)
     assert Chain(kv, g).schedules.jailed == chain.schedules.jailed
     # dave is back and says so; the next election seats it again (a genesis producer needs no approval)
+    assert chain.schedules.jails["dave"][1] == 1  # one outage is one jailing, however long
     unjail = make_tx("dave", "unjail", {}, expires_at=expiring(5 * EPOCH, g))
     run(chain, range(5 * EPOCH, 9 * EPOCH), txs_at={5 * EPOCH + 1: [unjail]})
     assert sorted(chain.schedule(10 * EPOCH)) == list(FOUR)
     assert chain.final.slot > 9 * EPOCH - 5
+
+
+def test_a_producer_jailed_again_after_coming_back_stays_out_twice_as_long():
+    chain = Chain(MemoryKV(), make_genesis(PARAMS, producers=FOUR))
+    g = chain.genesis
+    run(chain, range(1, 5 * EPOCH), absent={"dave"})
+    unjail = make_tx("dave", "unjail", {}, expires_at=expiring(5 * EPOCH, g))
+    run(chain, range(5 * EPOCH, 9 * EPOCH), txs_at={5 * EPOCH + 1: [unjail]})
+    assert "dave" in chain.schedule(10 * EPOCH)
+    # back in office, and gone again: a second jailing, with twice the term
+    run(chain, range(9 * EPOCH, 14 * EPOCH), absent={"dave"})
+    height, times = chain.schedules.jails["dave"]
+    assert times == 2 and chain.schedules.jail_term(2) == 2 * chain.schedules.jail_term(1) == 2 * EPOCH
+    again = make_tx("dave", "unjail", {}, salt=1, expires_at=expiring(14 * EPOCH, g))
+    run(chain, range(14 * EPOCH, 14 * EPOCH + 3), txs_at={14 * EPOCH + 1: [again]})
+    record = T.get_producer(chain.final.layer, "dave")
+    assert record.unjailed_height > height  # it said it is back at once...
+    assert not chain.schedules.is_eligible_again("dave", record, height + 2 * EPOCH - 1)  # ...too soon
+    assert chain.schedules.is_eligible_again("dave", record, height + 2 * EPOCH)
+    assert chain.schedules.jail_term(100) == EPOCH << MAX_JAIL_DOUBLINGS  # bounded
 
 
 def test_one_election_jails_fewer_than_a_third_of_the_office():
