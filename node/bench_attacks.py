@@ -155,39 +155,31 @@ async def dust_spam(port: int, seconds: float) -> None:
     await _post_batches(port, "127.0.7.1", raws, seconds)
 
 
-async def _get_forever(port: int, source: str, path: str) -> None:
+async def _request_forever(port: int, source: str, method: str, path: str,
+                           body: bytes | None = None) -> None:
+    """The same request again and again from `source`, as fast as the node answers."""
     import httpx
     transport = httpx.AsyncHTTPTransport(local_address=source)
     async with httpx.AsyncClient(transport=transport, timeout=5) as client:
         while True:
             try:
-                await client.get(f"http://127.0.0.1:{port}{path}")
+                await client.request(method, f"http://127.0.0.1:{port}{path}", content=body,
+                                     headers={"content-type": "application/msgpack"})
             except httpx.HTTPError:
                 await asyncio.sleep(0.05)
 
 
 async def sync_amplification(port: int, seconds: float) -> None:
-    await _until(seconds, [_get_forever(port, a, "/p2p/blocks?from=1&count=256")
+    await _until(seconds, [_request_forever(port, a, "GET", "/p2p/blocks?from=1&count=256")
                            for a in _addresses("127.8", 20) for _ in range(2)])
-
-
-async def _push_forever(port: int, source: str, body: bytes) -> None:
-    import httpx
-    transport = httpx.AsyncHTTPTransport(local_address=source)
-    async with httpx.AsyncClient(transport=transport, timeout=5) as client:
-        while True:
-            try:
-                await client.post(f"http://127.0.0.1:{port}/p2p/block", content=body,
-                                  headers={"content-type": "application/msgpack"})
-            except httpx.HTTPError:
-                await asyncio.sleep(0.05)
 
 
 async def outsider_pushes(port: int, seconds: float) -> None:
     from core.crypto import Keypair
     from p2p.envelope import seal
     body = seal(Keypair(b"outsider".ljust(32, b"\0")), "bench", "block", "outsider", b"\0" * MiB)
-    await _until(seconds, [_push_forever(port, a, body) for a in _addresses("127.9", 20)])
+    await _until(seconds, [_request_forever(port, a, "POST", "/p2p/block", body)
+                           for a in _addresses("127.9", 20)])
 
 
 ATTACKS = [

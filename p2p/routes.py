@@ -6,7 +6,7 @@ producer, an unknown parent while we are not behind, a bad tx signature, a messa
 adds to its misbehaviour score (p2p.envelope `FAULT_POINTS`); a sender whose score crosses the ban
 threshold is ignored for a while (`GET /p2p/scores` shows scores and bans). `GET /p2p/blocks`
 serves public data (final blocks with their votes, then the non-final tree) for catch-up sync, in
-pages of at most MAX_SYNC_BYTES, metered in bytes per client address (p2p.gossip.SyncBudget).
+pages of at most MAX_SYNC_BYTES, metered in bytes per client address (p2p.sync_budget.SyncBudget).
 """
 import logging
 
@@ -29,13 +29,13 @@ MAX_VOTES_BODY = MAX_VOTES_PER_BATCH * 512
 MAX_SYNC_COUNT = 256
 # a sync page holds this many bytes of blocks and votes (or one block, if larger): a request costs
 # its sender ~100 bytes and us a page, so pages are small and each client's bytes are metered
-# (p2p.gossip.SyncBudget); 1 MiB still carries hundreds of ordinary blocks per request
+# (p2p.sync_budget.SyncBudget); 1 MiB still carries hundreds of ordinary blocks per request
 MAX_SYNC_BYTES = 1024 * 1024
 
 
 class _SentPage(Response):
     """A sync page that says when it has been sent (or its client left), so the bytes of pages
-    held in memory for slow readers are counted (p2p.gossip.SyncBudget)."""
+    held in memory for slow readers are counted (p2p.sync_budget.SyncBudget)."""
 
     def __init__(self, page: bytes, on_sent):
         super().__init__(page, media_type="application/msgpack")

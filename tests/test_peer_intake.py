@@ -14,7 +14,7 @@ from consensus.chain import encoded_size
 from core import codec, crypto
 from core.crypto import Keypair
 from core.errors import InvalidBlock
-from core.genesis import ChainParams, Genesis, Member, Producer
+from core.genesis import Genesis, Member, Producer
 from core.types import MAX_BLOCK_BYTES, MAX_BODY_TEXT, Block, BlockHeader, Tx
 from node.api import create_app
 from node.config import NodeConfig, write_key_file

@@ -15,8 +15,11 @@ from node.api import create_app
 from node.service import SYNC_VOTE_BYTES, NodeService
 from p2p import gossip
 from p2p.envelope import RateLimited
-from p2p.gossip import Peer, SyncBudget
+from p2p import sync_budget
+from p2p.gossip import Peer
+from p2p.sync_budget import SyncBudget
 from state.kv import MemoryKV
+from tests.test_p2p import _peers
 
 PAGE_BYTES = 2_000  # a few empty blocks with their votes: many pages for a short chain
 
@@ -105,7 +108,7 @@ def test_a_sync_budget_refills_and_gives_configured_peers_more():
     with pytest.raises(Exception) as e:
         budget.admit("10.0.0.9")
     assert e.value.code == "sync_rate_limited" and e.value.status == 429
-    budget.charge("10.0.0.2", 4_000 * gossip.PEER_SYNC_FACTOR - 1)
+    budget.charge("10.0.0.2", 4_000 * sync_budget.PEER_SYNC_FACTOR - 1)
     budget.admit("10.0.0.2")  # a configured peer's host: PEER_SYNC_FACTOR times the allowance
     now[0] = 1.5
     budget.admit("10.0.0.9")  # 1.5 s at 1,000 bytes/s paid the debt of 1,000
@@ -115,7 +118,7 @@ def test_many_public_addresses_share_one_allowance_and_a_cap_on_pages_in_memory(
     now = [0.0]
     budget = SyncBudget(peer_hosts={"10.0.0.2"}, bytes_per_s=1_000, burst=4_000, clock=lambda: now[0])
     # each address is within its own allowance, but together they spent the public one
-    for i in range(gossip.PUBLIC_SYNC_FACTOR):
+    for i in range(sync_budget.PUBLIC_SYNC_FACTOR):
         budget.admit(f"10.1.0.{i}")
         budget.charge(f"10.1.0.{i}", 4_000)
         budget.sent(f"10.1.0.{i}", 4_000)
@@ -123,7 +126,7 @@ def test_many_public_addresses_share_one_allowance_and_a_cap_on_pages_in_memory(
         budget.admit("10.1.0.99")
     budget.admit("10.0.0.2")  # a configured peer is not a public client
     # pages built for public clients and not yet sent are capped in bytes
-    monkeypatch.setattr(gossip, "MAX_PUBLIC_SYNC_IN_FLIGHT", 10_000)
+    monkeypatch.setattr(sync_budget, "MAX_PUBLIC_SYNC_IN_FLIGHT", 10_000)
     now[0] = 100.0  # every allowance full again
     budget.admit("10.2.0.1")
     budget.charge("10.2.0.1", 10_000)
@@ -192,15 +195,6 @@ def test_a_peer_whose_blocks_lack_the_votes_that_make_them_final_is_doubted(serv
     node, peer, pulled = asyncio.run(go())
     assert not pulled and peer.strikes == 1 and peer.doubted_until > 0
     assert node.chain.final_height == 0 and node.chain.tip().height == service.chain.tip().height
-
-
-def _peers(service, links: dict[str, set]) -> dict[str, Peer]:
-    service.net.peers = []
-    for name, linked in links.items():
-        peer = Peer(f"http://{name}")
-        peer.name, peer.links, peer.ok = name, frozenset(linked), True
-        service.net.peers.append(peer)
-    return {p.name: p for p in service.net.peers}
 
 
 def test_a_relayed_block_reaches_a_peer_its_sender_claimed_a_link_to(service, monkeypatch):
