@@ -165,7 +165,7 @@ def node_run(config_file, data_dir, host, port, genesis_file, key_file, peers, a
         config = _with_dev_producer_key(config, chain)
     producer = read_key_file_or_fail(config.key_file).name if config.key_file else None
     _print_banner(config, chain, producer, dev_mode)
-    from node.service import run_node  # imported late: the server stack is only needed here
+    from node.main import run_node  # imported late: the server stack is only needed here
 
     run_node(config)
 

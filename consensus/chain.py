@@ -77,17 +77,6 @@ EAGER_BLOCKS_PER_SLOT = 2
 MAX_HELD_BLOCKS = 8
 
 
-def _block_overhead(header: BlockHeader, tx_count: int = 2**16) -> int:
-    """Bytes of an encoded block besides its txs' own: array marker, header, signature (bin8 of
-    64) and the msgpack array header of `tx_count` txs (default: its largest form)."""
-    return 1 + len(header.encode()) + 2 + 64 + (1 if tx_count < 16 else 3 if tx_count < 2**16 else 5)
-
-
-def encoded_size(block: Block) -> int:
-    """len(block.encode()), without building the bytes."""
-    return _block_overhead(block.header, len(block.txs)) + sum(len(t.raw) for t in block.txs)
-
-
 class Chain:
     """Block tree + finality. All methods are synchronous and do no network I/O; time comes in as
     arguments."""
@@ -249,8 +238,9 @@ class Chain:
         if known is not None:
             return known
         header = block.header
-        if encoded_size(block) > MAX_BLOCK_BYTES:  # no peer would take it, nor sync past it
-            raise InvalidBlock("too_large", f"block of {encoded_size(block)} bytes", status=413)
+        size = block.encoded_size()
+        if size > MAX_BLOCK_BYTES:  # no peer would take it, nor sync past it
+            raise InvalidBlock("too_large", f"block of {size} bytes", status=413)
         parent = self.check_header(header, now_slot)
         key = self.producer_key(header.producer)
         if key is None or not block.verify_signature(key):
@@ -361,7 +351,7 @@ class Chain:
         # bytes counted as the block is built (tx raw lengths are known), so no peer refuses it as
         # too large; the first tx that does not fit ends the block and waits in the mempool with
         # the rest (a later, smaller one is not taken instead: it may depend on the one left out)
-        size = _block_overhead(header_ctx)
+        size = Block.overhead(header_ctx)
         for tx in candidates:
             if len(included) >= self.genesis.params.max_block_txs or size + len(tx.raw) > MAX_BLOCK_BYTES:
                 break

@@ -342,6 +342,16 @@ class Block:
         return self.header.verify(public_key, self.signature)
 
     @staticmethod
+    def overhead(header: BlockHeader, tx_count: int = 2**16) -> int:
+        """Bytes of an encoded block besides its txs' own: array marker, header, signature and the
+        array header of `tx_count` txs (by default its largest form), as `encode` writes them."""
+        return 1 + len(header.encode()) + 2 + 64 + len(_array_header(tx_count))
+
+    def encoded_size(self) -> int:
+        """len(self.encode()), without building the bytes."""
+        return Block.overhead(self.header, len(self.txs)) + sum(len(t.raw) for t in self.txs)
+
+    @staticmethod
     def peek_id(data: bytes) -> Hash | None:
         """The id of encoded block bytes from their header alone (None if they do not start like
         a block), so a block already held is recognised without decoding its txs."""

@@ -11,7 +11,7 @@ logged as a warning, its end as an info line.
 A failure is loud: an exception in a producer slot is logged with its traceback and the next slot
 goes on; our own broken invariant (`InvariantBroken`), or the same failure in MAX_REPEATED_FAILURES
 slots in a row, stops the node (`halt`), and so does any watched background task that ends. The
-process then exits with EXIT_FATAL (node.service.run_node), for a supervisor to restart it.
+process then exits with EXIT_FATAL (node.main.run_node), for a supervisor to restart it.
 """
 import asyncio
 import functools

@@ -11,11 +11,8 @@ in worker processes for txs entering the mempool (node.verify_pool), on threads 
 block that did not arrive by gossip.
 """
 import asyncio
-import gc
 import logging
 import os
-import sys
-import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +26,7 @@ from core.genesis import load_genesis, now_ms
 from core.types import PROTOCOL_VERSION, Block, Tx, Vote
 from node.config import NodeConfig, read_key_file
 from node.equivocation import EquivocationReporter
-from node.health import EXIT_FATAL, Health
+from node.health import Health
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
 from node.orphans import OrphanVotes
@@ -49,8 +46,6 @@ PARENT_WAIT_FRACTION = 0.4  # of a slot, a producer waits for the previous slot'
 BUILD_BUDGET_FRACTION = 0.3  # of a slot: the most time our block's txs may take us to apply
 PREBUILD_FRACTION = 0.1  # of a slot: how long before its start a producer builds its block
 MIN_BLOCK_TXS = 100  # whatever that time allows (and how a slow block's rate is re-measured)
-FATAL_EXIT_GRACE_S = 10.0  # a node stopping itself gets this long to shut down cleanly
-STARTUP_FAILURE = 3  # uvicorn's exit status when the app did not start
 SYNC_VOTE_BYTES = 160  # a vote in a sync page, packed (block id, chain id, voter, signature...)
 
 
@@ -91,7 +86,7 @@ class NodeService:
         self.metrics = NodeMetrics(self)
         self.reporter = EquivocationReporter(self, now_ms)
         self.rejoin = Rejoin(self, now_ms)
-        self.intake = None  # node.intake.Intake, set by run_node (its counts go to /metrics)
+        self.intake = None  # node.intake.Intake, set by node.main.run_node (its counts go to /metrics)
         self.chain.on_evidence = self.reporter.on_evidence
 
     # ------------------------------------------------------------------ persistence of own signing
@@ -510,42 +505,3 @@ class NodeService:
             **self.health.status(slot),
         })
 
-
-def run_node(config: NodeConfig) -> None:
-    """Run a node until SIGINT/SIGTERM (uvicorn handles the signals and shuts down cleanly), or
-    until it stops itself (node.health): then it shuts down the same way and the process exits
-    with EXIT_FATAL, for a supervisor to restart it."""
-    import uvicorn
-
-    from node.api import create_app
-    from node.intake import BodyBudget, Intake, IntakeLimits, make_protocol, resolve_peer_hosts
-
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    service = NodeService(config)
-    # connection caps, deadlines and the body budget (node.intake) replace uvicorn's
-    # limit_concurrency, which counted idle sockets and peers' connections alike
-    peer_hosts = resolve_peer_hosts(config.peers)
-    intake = Intake(IntakeLimits.from_config(config), peer_hosts)
-    service.intake = intake
-    # sync pages too: a peer whose URL names a host is known by the addresses it connects from
-    service.net.sync_budget.peer_hosts |= peer_hosts
-    app = BodyBudget(create_app(service), intake)
-    gc.freeze()  # what start-up built lives as long as the node: keep it out of every collection
-    gc.set_threshold(50_000, 20, 20)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, log_level="warning", access_log=False, loop="uvloop",
-        http=make_protocol(intake), timeout_graceful_shutdown=2))
-
-    def shut_down() -> None:
-        server.should_exit = True  # uvicorn's main loop sees it within 0.1 s
-        # and should a clean shutdown hang (a stuck request, a stuck worker), the process still ends
-        backstop = threading.Timer(FATAL_EXIT_GRACE_S, os._exit, (EXIT_FATAL,))
-        backstop.daemon = True
-        backstop.start()
-
-    service.health.on_fatal = shut_down
-    server.run()
-    if service.health.fatal is not None:
-        sys.exit(EXIT_FATAL)
-    if not server.started:  # as uvicorn.run: the app did not start (its error is logged)
-        sys.exit(STARTUP_FAILURE)

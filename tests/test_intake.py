@@ -313,9 +313,9 @@ def test_a_key_file_others_can_read_is_refused(tmp_path):
 
 def test_the_dev_chain_refuses_a_public_host_without_the_flag(tmp_path, monkeypatch):
     import cli
-    import node.service
+    import node.main
     started = []
-    monkeypatch.setattr(node.service, "run_node", started.append)
+    monkeypatch.setattr(node.main, "run_node", started.append)
     result = CliRunner().invoke(cli.cli, ["node", "run", "--host", "0.0.0.0", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "--allow-public-dev-keys" in result.output and not started
     result = CliRunner().invoke(cli.cli, ["node", "run", "--host", "0.0.0.0", "--data-dir", str(tmp_path),

@@ -10,7 +10,6 @@ import msgpack
 import pytest
 
 import consensus.chain
-from consensus.chain import encoded_size
 from core import codec, crypto
 from core.crypto import Keypair
 from core.errors import InvalidBlock
@@ -76,7 +75,7 @@ def test_the_txs_that_do_not_fit_stay_in_the_mempool_not_rejected(rich):
     for tx in txs:
         rich.submit(tx)
     block, _, rejected = rich.chain.build_block(rich.producer_key, "alice", now_slot(rich), txs)
-    assert rejected == [] and len(block.encode()) == encoded_size(block) <= MAX_BLOCK_BYTES
+    assert rejected == [] and len(block.encode()) == block.encoded_size() <= MAX_BLOCK_BYTES
     assert len(block.txs) < len(txs) and block.txs == tuple(txs[:len(block.txs)])
 
 
@@ -86,7 +85,7 @@ def test_a_block_over_the_limit_is_refused_by_add_block(rich, monkeypatch):
     monkeypatch.setattr(consensus.chain, "MAX_BLOCK_BYTES", 10**9)  # a producer without the limit
     block, _, _ = rich.chain.build_block(rich.producer_key, "alice", slot, txs)
     monkeypatch.undo()
-    assert len(block.encode()) == encoded_size(block) > MAX_BLOCK_BYTES
+    assert len(block.encode()) == block.encoded_size() > MAX_BLOCK_BYTES
     with pytest.raises(InvalidBlock) as e:
         rich.chain.add_block(block, slot)
     assert e.value.code == "too_large"
