@@ -390,11 +390,27 @@ def op_host_post(m, author, permlink):
     return m.import_value(m.journal.post(_text(author, "host.post"), permlink))
 
 
+def _host_int(m, value, what: str) -> int:
+    """An integer a host returned (a trusted host's need no check)."""
+    if m.trusted or type(value) is int and INT_MIN <= value <= INT_MAX:
+        return value
+    raise VMFault("bad_host_value", f"{what} is an integer")
+
+
 def op_host_param(m, name):
-    value = m.journal.param(_text(name, "host.param"))
-    if type(value) is not int or not INT_MIN <= value <= INT_MAX:
-        raise VMFault("bad_host_value", "a parameter is an integer")
-    return value
+    return _host_int(m, m.journal.param(_text(name, "host.param")), "a parameter")
+
+
+def op_host_now(m):
+    return _host_int(m, m.journal.now(), "the time")
+
+
+def op_host_stake(m, name):
+    return _host_int(m, m.journal.stake(_text(name, "host.stake")), "a stake")
+
+
+def op_host_pool(m, dimension):
+    return _host_int(m, m.journal.pool(dimension), "a pool")  # the journal checks the dimension
 
 
 def op_host_award(m, account, dimension, amount) -> None:

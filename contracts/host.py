@@ -20,7 +20,13 @@ MAX_EVENTS = 64
 class Host(Protocol):
     """What the chain offers a contract. Values in and out are plain Python values of VM types
     (int, bytes, str, bool, None, list, dict); the VM copies and validates everything it reads,
-    so a host may return its own objects."""
+    so a host may return its own objects.
+
+    A host whose class says `trusted_values = True` (the chain's: it builds what it returns from
+    checked state) promises instead that every value its `tx`, `block`, `account`, `post`,
+    `param`, `now`, `stake` and `pool` return is a valid VM value that nothing else holds: a new
+    list or map on every call (`values.copy_value` of what it keeps). The VM then neither checks
+    nor copies them, and still pays for them by the same size model."""
 
     def tx(self) -> dict:
         """The tx being applied: {"kind": str, "sender": str, "id": bytes, "body": dict}."""
@@ -52,6 +58,17 @@ class Host(Protocol):
     def param(self, name: str) -> int:
         """A chain/rules parameter; unknown names raise VMFault("unknown_param")."""
 
+    def now(self) -> int:
+        """The block's timestamp (ms): `block()["timestamp"]`."""
+
+    def stake(self, name: str) -> int:
+        """The account's active stake as the call started (its stake less what is still
+        maturing); 0 if there is no such account."""
+
+    def pool(self, dimension: str) -> int:
+        """What the dimension's reward pool holds now, after the call's own awards so far. Called
+        only with a dimension in DIMENSIONS (the Journal checks)."""
+
     def award(self, account: str, dimension: str, amount: int) -> None:
         """Pay amount (milli-units) to account from the dimension's reward pool. Called only with
         an existing account, a dimension in DIMENSIONS and amount >= 0 (the Journal checks), so it
@@ -64,6 +81,12 @@ class Host(Protocol):
     # when the call fails (the chain's host writes into a per-tx journal it discards on a
     # fault), so `run` hands it each write as soon as it is made (`WriteThrough`), not at the end.
     # It then also needs `put_encoded(key, blob)` (storage_set of bytes `encode_value` made).
+
+
+def check_dimension(dimension) -> str:
+    if type(dimension) is not str or dimension not in DIMENSIONS:
+        raise VMFault("bad_award", f"dimension must be one of {', '.join(DIMENSIONS)}")
+    return dimension
 
 
 def check_key(key) -> bytes:
@@ -101,6 +124,21 @@ class Journal:
     def param(self, name: str) -> int:
         return self.host.param(name)
 
+    def now(self) -> int:
+        return self.host.now()
+
+    def stake(self, name: str) -> int:
+        return self.host.stake(name)
+
+    def pool(self, dimension: str) -> int:
+        """The host's pool less what the buffered awards will pay from it (each what is left, up
+        to its amount, as the host pays them at commit)."""
+        left = self.host.pool(check_dimension(dimension))
+        for _, awarded, amount in self.awards:
+            if awarded == dimension:
+                left -= min(amount, left)
+        return left
+
     def storage_get(self, key: bytes):
         blob = self.storage_get_encoded(key)
         return None if blob is None else decode_own_value(blob)
@@ -123,8 +161,7 @@ class Journal:
         self.writes[check_key(key)] = None
 
     def award(self, account: str, dimension: str, amount: int) -> None:
-        if dimension not in DIMENSIONS:
-            raise VMFault("bad_award", f"dimension must be one of {', '.join(DIMENSIONS)}")
+        check_dimension(dimension)
         if type(amount) is not int or not 0 <= amount <= INT_MAX:
             raise VMFault("bad_award", "amount must be a non-negative integer (milli-units)")
         if type(account) is not str or self.host.account(account) is None:
@@ -197,6 +234,9 @@ class WriteThrough(Journal):
 
     def storage_delete(self, key: bytes) -> None:
         self.host.storage_delete(check_key(key))
+
+    def pool(self, dimension: str) -> int:
+        return self.host.pool(check_dimension(dimension))  # the awards are paid already
 
     def award(self, account: str, dimension: str, amount: int) -> None:
         super().award(account, dimension, amount)
@@ -291,6 +331,17 @@ class DictHost:
         if name not in self.params:
             raise VMFault("unknown_param", f"no parameter {name!r}")
         return self.params[name]
+
+    def now(self) -> int:
+        return self.current_block["timestamp"]
+
+    def stake(self, name: str) -> int:
+        """An account's `stake` (a DictHost has no maturing stake: all of it is active)."""
+        account = self.accounts.get(name)
+        return 0 if account is None else account["stake"]
+
+    def pool(self, dimension: str) -> int:
+        return self.pools[dimension]
 
     def award(self, account: str, dimension: str, amount: int) -> None:
         paid = min(amount, self.pools[dimension])

@@ -75,6 +75,9 @@ class Op(IntEnum):
     HOST_PARAM = 0x67
     HOST_AWARD = 0x68
     HOST_EMIT = 0x69
+    HOST_NOW = 0x6A
+    HOST_STAKE = 0x6B
+    HOST_POOL = 0x6C
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,9 @@ SPECS: dict[Op, OpSpec] = {
     Op.HOST_PARAM: _spec(20, 1, 1),
     Op.HOST_AWARD: _spec(300, 3, 1),
     Op.HOST_EMIT: _spec(200, 2, 1),
+    Op.HOST_NOW: _spec(20, 0, 1),
+    Op.HOST_STAKE: _spec(40, 1, 1),
+    Op.HOST_POOL: _spec(30, 1, 1),
 }
 
 GAS_TABLE: dict[str, int] = {op.name: SPECS[op].gas for op in Op}
@@ -159,5 +165,6 @@ HOST_FUNCTIONS: dict[str, tuple[Op, int]] = {
     "storage_get": (Op.HOST_STORAGE_GET, 1), "storage_set": (Op.HOST_STORAGE_SET, 2),
     "storage_delete": (Op.HOST_STORAGE_DELETE, 1), "account": (Op.HOST_ACCOUNT, 1),
     "post": (Op.HOST_POST, 2), "param": (Op.HOST_PARAM, 1), "award": (Op.HOST_AWARD, 3),
-    "emit": (Op.HOST_EMIT, 2),
+    "emit": (Op.HOST_EMIT, 2), "now": (Op.HOST_NOW, 0), "stake": (Op.HOST_STAKE, 1),
+    "pool": (Op.HOST_POOL, 1),
 }

@@ -12,12 +12,13 @@ fixed gas, then its steps. Everything that computes on values calls the opcode f
 `handlers.py`, the same ones the interpreter calls; only moves of values and control are written
 here, and a few fast paths that compute exactly what those functions compute for the commonest
 operands without the call: int `+ - * < <= > >= == !=`, `//` by a positive int, `min`/`max` of ints,
-text `+`, a map item with a text key it holds, `x == None`.
+`abs` of an int, `len`, text `+`, text `==` and `!=` (with their scan charge), a map item with a
+text key it holds, a list item at a non-negative index in range, `x == None`.
 
 The Python source is derived deterministically from verified bytecode only: fixed templates
 filled with integers from the bytecode, `repr` of its scalar constants and of its local names,
-compiled with no builtins but `type`, `int`, `str`, `dict` and `len`. It can only do what the
-opcode functions do.
+compiled with no builtins but `type`, `int`, `str`, `bytes`, `list`, `dict` and `len`. It can
+only do what the opcode functions do.
 
 A fault is located afterwards from its traceback: each generated line maps to the (function, pc)
 of the instruction it belongs to, and a function's prologue maps to its caller's CALL.
@@ -54,7 +55,8 @@ _NAMESPACE = {"U": _Unset, "DONE": DONE, "for_next": for_next, "build_list": bui
               **{fn.__name__: fn for fn in VALUE_OPS.values()}}
 
 
-_BUILTINS = {"type": type, "int": int, "str": str, "dict": dict, "len": len}
+_BUILTINS = {"type": type, "int": int, "str": str, "bytes": bytes, "list": list, "dict": dict,
+             "len": len}
 
 
 class Translated:
@@ -341,6 +343,12 @@ class _Function:
                 emit(f"elif type({a}) is str and type({b}) is str:")
                 emit(f"m.alloc(8 + len({a}) + len({b}))", 1)
                 emit(f"{out} = {a} + {b}", 1)
+            elif op in (Op.EQ, Op.NE) and not b_int:  # op_eq's scan of the shorter text
+                emit(f"elif type({a}) is str and type({b}) is str:")
+                emit(f"_g = m.gas_used + ((len({a}) if len({a}) < len({b}) else len({b})) + 31) // 32", 1)
+                emit("if _g > L: m.out_of_gas()", 1)
+                emit("m.gas_used = _g", 1)
+                emit(f"{out} = {a} {_INT_COMPARE[op]} {b}", 1)
             emit("else:")
             emit(f"{out} = {VALUE_OPS[op].__name__}(m, {a}, {b})", 1)
         elif op in _INT_PURE:
@@ -361,19 +369,34 @@ class _Function:
                 emit(f"op_set_item(m, {self.operand(h - 3)}, {container}, {key})")
         elif op in (Op.GET_ITEM, Op.SET_ITEM):
             # what op_get_item / op_set_item do for a map and a text key it holds
-            text_key = type(self.const_at(h - 1)) is str
+            known = self.const_at(h - 1, _NO_CONST)
             key, container = self.operand(h - 1), self.operand(h - 2)
-            check = "" if text_key else f" and type({key}) is str"
-            emit(f"if type({container}) is dict{check} and {key} in {container}:")
-            if op == Op.GET_ITEM:
-                emit(f"s{h - 2} = {container}[{key}]", 1)
+            tests = []  # what op_get_item / op_set_item do for a map and a text key it holds,
+            if known is _NO_CONST or type(known) is str:  # and for a list and an index in range
+                check = "" if type(known) is str else f" and type({key}) is str"
+                tests.append(f"type({container}) is dict{check} and {key} in {container}")
+            if known is _NO_CONST or type(known) is int and known >= 0:
+                check = "" if type(known) is int else f" and type({key}) is int and {key} >= 0"
+                tests.append(f"type({container}) is list{check} and {key} < len({container})")
+            value = self.operand(h - 3) if op == Op.SET_ITEM else None
+            for i, test in enumerate(tests):
+                emit(f"{'elif' if i else 'if'} {test}:")
+                emit(f"s{h - 2} = {container}[{key}]" if value is None else f"{container}[{key}] = {value}", 1)
+            if tests:
                 emit("else:")
-                emit(f"s{h - 2} = op_get_item(m, {container}, {key})", 1)
+            call = (f"s{h - 2} = op_get_item(m, {container}, {key})" if value is None
+                    else f"op_set_item(m, {value}, {container}, {key})")
+            emit(call, 1 if tests else 0)
+        elif op == Op.ABS or op == Op.LEN:
+            x, out = self.operand(h - 1), f"s{h - 1}"
+            if op == Op.ABS:  # abs(MIN) is out of range: op_abs faults
+                emit(f"if type({x}) is int and {x} > MIN:")
+                emit(f"{out} = {x} if {x} >= 0 else -{x}", 1)
             else:
-                value = self.operand(h - 3)
-                emit(f"{container}[{key}] = {value}", 1)
-                emit("else:")
-                emit(f"op_set_item(m, {value}, {container}, {key})", 1)
+                emit(f"if type({x}) is list or type({x}) is str or type({x}) is dict or type({x}) is bytes:")
+                emit(f"{out} = len({x})", 1)
+            emit("else:")
+            emit(f"{out} = {VALUE_OPS[op].__name__}(m, {x})", 1)
         else:
             k = SPECS[op].pops
             args = [self.operand(i) for i in range(h - k, h)]

@@ -148,6 +148,46 @@ def _import(v, depth: int) -> tuple[object, int]:
     return out, size
 
 
+def value_size(v) -> int:
+    """The size model of a value known to be valid (what import_value reports, without its checks
+    or its copy): how the VM pays for the values of a host that says `trusted_values`."""
+    t = type(v)
+    if t is dict:
+        size = 8 + 16 * len(v)
+        for k, item in v.items():
+            if type(k) is not int:
+                size += 8 + len(k)
+            ti = type(item)
+            if ti is str or ti is bytes:
+                size += 8 + len(item)
+            elif ti is dict or ti is list:
+                size += value_size(item)
+        return size
+    if t is list:
+        size = 8 + 8 * len(v)
+        for item in v:
+            ti = type(item)
+            if ti is str or ti is bytes:
+                size += 8 + len(item)
+            elif ti is dict or ti is list:
+                size += value_size(item)
+        return size
+    if t is str or t is bytes:
+        return 8 + len(v)
+    return 0
+
+
+def copy_value(v):
+    """A copy of a valid value that shares no list or map with it (scalars are immutable): what a
+    host that says `trusted_values` hands out of a value it keeps."""
+    t = type(v)
+    if t is dict:
+        return {k: copy_value(x) if type(x) is dict or type(x) is list else x for k, x in v.items()}
+    if t is list:
+        return [copy_value(x) if type(x) is dict or type(x) is list else x for x in v]
+    return v
+
+
 def _raise_first_fault(v, depth: int) -> None:
     """Raise the fault of an invalid value that a walk in canonical order meets first."""
     if depth > MAX_DEPTH:

@@ -26,7 +26,7 @@ VERSION = 1
 #    activation and unstake delays, governance by the slot's schedule within parameter ranges,
 #    rules upgrades as verified bytecode.
 # 4: stake-based bandwidth per account, replay keys by expiry (pruned), blocks bounded in bytes.
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 MAX_TX_BYTES = 16 * 1024
 # bytecode of a rules upgrade: leaves 4 KiB of a tx for the rest; the default rules take 3.9 kB
 MAX_RULES_CODE_BYTES = 12 * 1024

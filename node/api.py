@@ -286,6 +286,8 @@ def create_app(service: NodeService) -> "FastSubmit":
         layer = service.chain.tip().layer
         return json_response({"code_hash": rules.get_code_hash(layer).hex(),
                               "params": rules.get_params(layer),
+                              "ranges": {name: list(bounds) for name, bounds
+                                         in sorted(rules.PARAM_RANGES.items())},
                               "pools": {d: rules.get_pool(layer, d) for d in DIMENSIONS},
                               "last_round": rules.get_last_round(layer)})
 

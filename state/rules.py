@@ -19,8 +19,10 @@ import msgpack
 
 from contracts import (DIMENSIONS, VMError, VMFault, code_hash, decode_own_value, encode_value,
                        prepare, run)
-from contracts.rules import (DEFAULT_PARAMS, HOOK_FOR_KIND, HOOK_GAS_LIMITS, ROUND_HOOK,
-                             load_default_rules)
+from contracts.values import copy_value
+from contracts.rules import DEFAULT_PARAMS, HOOK_FOR_KIND, HOOK_GAS_LIMITS, ROUND_HOOK
+from contracts.rules import PARAM_RANGES as CONTRACT_PARAM_RANGES
+from contracts.rules import load_default_rules
 from core.codec import pack_flat
 from core.errors import InvalidTx, InvariantBroken
 from core.types import MAX_INT
@@ -35,32 +37,20 @@ ISSUANCE_PARAMS = {
     "behaviour_pool_bps": 2500,      # 25% to the behaviour pool
     "relationship_pool_bps": 2500,   # 25% to the relationship pool
     "round_blocks": 20,              # on_round runs at every 20th height (0: never)
+    "referral_fee": 2_000,           # a refer costs the referrer 2 CP, into the relationship pool
 }
 GENESIS_PARAMS = {**DEFAULT_PARAMS, **ISSUANCE_PARAMS}
-SECOND_MS, DAY_MS = 1000, 24 * 3600 * 1000
 # Every parameter's range, enforced at genesis, at proposal and at enactment. The bounds keep
 # amounts far from what the codec and the VM hold (2^63 - 1: a pool filled at the highest
 # issuance for 100 years holds 6.3e18) and the hooks inside their gas (a post pays at most
-# max_votes_per_post curators, a round at most payouts_per_round posts).
+# max_votes_per_post curators, a round at most payout_budget_per_round posts and votes).
 PARAM_RANGES = {
     "issuance_per_block": (0, 1_000_000_000),
     "content_pool_bps": (0, 10_000), "behaviour_pool_bps": (0, 10_000),
     "relationship_pool_bps": (0, 10_000),
     "round_blocks": (0, 1_000_000),
-    "payout_window_ms": (SECOND_MS, 90 * DAY_MS),
-    "payouts_per_round": (1, 100),
-    "content_reward_bps": (0, 10_000),
-    "curation_bps": (0, 10_000),
-    "max_votes_per_post": (1, 200),
-    "vote_power_divisor": (1, 10_000),
-    "vote_regen_ms": (SECOND_MS, 90 * DAY_MS),
-    "self_vote_max_bps": (0, 10_000),
-    "attend_points": (0, 100_000),
-    "participation_points": (0, 100_000),
-    "participation_cap_per_day": (0, 1_000_000),
-    "referral_bonus": (0, 1_000_000),
-    "referral_cap_per_period": (0, 1_000),
-    "referral_period_ms": (SECOND_MS, 365 * DAY_MS),
+    "referral_fee": (0, 10**12),
+    **CONTRACT_PARAM_RANGES,
 }
 POOL_BPS_PARAMS = ("content_pool_bps", "behaviour_pool_bps", "relationship_pool_bps")
 
@@ -129,13 +119,19 @@ def get_last_round(view) -> dict | None:
     return {"round": number, "height": height, "gas_used": gas, "error": error}
 
 
-def _add_to_pool(j: Journal, dimension: str, delta: int) -> None:
+def add_to_pool(j: Journal, dimension: str, delta: int) -> None:
     """Saturating at MAX_INT: a full pool stops growing rather than overflow the codec (the
     parameter ranges keep this a century away)."""
     j.put(schema.pool_key(dimension), pack_flat(min(MAX_INT, get_pool(j, dimension) + delta)))
 
 
 # ------------------------------------------------------------------------------ the host
+# where records.encode puts the account fields the host reads
+(_BALANCE, _STAKE, _REFERRER, _JOINED, _CONTENT, _BEHAVIOUR, _RELATIONSHIP, _MATURING) = (
+    Account.__slots__.index(name) for name in ("balance", "stake", "referrer", "joined_height",
+                                               "content", "behaviour", "relationship", "maturing"))
+
+
 class ChainHost:
     """contracts' Host over one state Journal, for one contract call. That journal is dropped
     when the call fails (the tx is rejected, or the round leaves only its status), so the host is
@@ -143,25 +139,35 @@ class ChainHost:
     pools and parameters is cached for the call: only the call's own awards change an account or
     a pool during it, and a call reads accounts as they were when it started. `params`, when
     given, are the parameters of the block being applied (see `ContractRules.begin_block`);
-    otherwise they are read from state."""
+    otherwise they are read from state.
+
+    Everything it returns is built from checked state, the tx's checked body (`core.types`) or
+    the block's context, and every list and map is new on every call, so that a contract
+    changing what it read changes nothing here: it says `trusted_values`, and the VM neither
+    checks nor copies its values."""
 
     all_or_nothing = True
-    __slots__ = ("j", "ctx", "current_tx", "_accounts", "_pools", "_params", "_all_params")
+    trusted_values = True
+    __slots__ = ("j", "ctx", "current_tx", "_accounts", "_paid", "_pools", "_params", "_all_params")
 
     def __init__(self, j: Journal, ctx, current_tx: dict, params: dict[str, int] | None = None):
         self.j = j
         self.ctx = ctx
         self.current_tx = current_tx
-        self._accounts: dict[str, tuple[list, dict] | None] = {}
+        self._accounts: dict[str, list | None] = {}
+        self._paid: dict[str, list] = {}
         self._pools: dict[str, int] = {}
         self._all_params = params is not None  # then a name not in it is no parameter
         self._params = {} if params is None else params
 
     def tx(self) -> dict:
-        return self.current_tx
+        return copy_value(self.current_tx)
 
     def block(self) -> dict:
         return {"height": self.ctx.height, "slot": self.ctx.slot, "timestamp": self.ctx.timestamp_ms}
+
+    def now(self) -> int:
+        return self.ctx.timestamp_ms
 
     def storage_get(self, key: bytes):
         raw = self.j.get(schema.contract_storage_key(key))
@@ -180,27 +186,27 @@ class ChainHost:
     def storage_delete(self, key: bytes) -> None:
         self.j.delete(schema.contract_storage_key(key))
 
-    def _account(self, name: str) -> tuple[list, dict] | None:
-        """The account record's fields (`records.encode` packs them in declaration order) and its
-        host view, decoded once per call."""
+    def _fields(self, name: str) -> list | None:
+        """The account record's fields as the call started (`records.encode` packs them in
+        declaration order), decoded once per call; awards change a copy (see `award`)."""
         if name in self._accounts:
             return self._accounts[name]
         raw = self.j.get(schema.account_key(name))
-        if raw is None:
-            found = None
-        else:
-            fields = msgpack.unpackb(raw)
-            a = Account(*fields)
-            found = fields, {"name": name, "balance": a.balance, "stake": a.stake,
-                             "referrer": a.referrer or None, "joined_height": a.joined_height,
-                             "content": a.content, "behaviour": a.behaviour,
-                             "relationship": a.relationship}
-        self._accounts[name] = found
-        return found
+        fields = self._accounts[name] = None if raw is None else msgpack.unpackb(raw)
+        return fields
 
     def account(self, name: str) -> dict | None:
-        found = self._account(name)
-        return None if found is None else found[1]
+        f = self._fields(name)
+        if f is None:
+            return None
+        return {"name": name, "balance": f[_BALANCE], "stake": f[_STAKE],
+                "referrer": f[_REFERRER] or None, "joined_height": f[_JOINED],
+                "content": f[_CONTENT], "behaviour": f[_BEHAVIOUR], "relationship": f[_RELATIONSHIP]}
+
+    def stake(self, name: str) -> int:
+        """`Account.active_stake`, as the call started."""
+        f = self._fields(name)
+        return 0 if f is None else f[_STAKE] - f[_MATURING]
 
     def post(self, author: str, permlink: str) -> dict | None:
         raw = self.j.get(schema.post_key(author, permlink))
@@ -222,20 +228,25 @@ class ChainHost:
             self._params[name] = value
         return value
 
-    def award(self, account: str, dimension: str, amount: int) -> None:
-        """Pays what the pool has, up to amount: never fails (the VM's journal checked the rest).
-        The account's fields cached for the call are updated in place (and written as
-        `records.encode` would write them); its host view (what the call reads) is left as it
-        was when the call started."""
+    def pool(self, dimension: str) -> int:
         pool = self._pools.get(dimension)
         if pool is None:
-            pool = get_pool(self.j, dimension)
+            pool = self._pools[dimension] = get_pool(self.j, dimension)
+        return pool
+
+    def award(self, account: str, dimension: str, amount: int) -> None:
+        """Pays what the pool has, up to amount: never fails (the VM's journal checked the rest).
+        The account's record is written as `records.encode` would write it, from a copy of its
+        fields that the call's awards change: what the call reads stays as it started."""
+        pool = self.pool(dimension)
         paid = min(amount, pool)
         if paid <= 0:
             return
         self._pools[dimension] = pool - paid
         self.j.put(schema.pool_key(dimension), pack_flat(pool - paid))
-        fields = self._account(account)[0]
+        fields = self._paid.get(account)
+        if fields is None:
+            fields = self._paid[account] = list(self._fields(account))
         fields[_ACCOUNT_FIELD[dimension]] += paid
         self.j.put(schema.account_key(account), pack_flat(fields))
 
@@ -297,7 +308,7 @@ class ContractRules:
         for dimension in DIMENSIONS:
             share = issuance * (get_param(j, f"{dimension}_pool_bps") or 0) // BPS
             if share:
-                _add_to_pool(j, dimension, share)
+                add_to_pool(j, dimension, share)
         j.commit()
         self._block = (layer, self.code(layer), get_params(layer))
 

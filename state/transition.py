@@ -17,7 +17,7 @@ from core.genesis import ChainParams, Genesis
 from core.types import Block, BlockHeader, Tx
 from state import allowance, governance, records, replay, schema, staking
 from state.records import Account, EquivocationRecord, Post, ProducerRecord
-from state.rules import genesis_rules_writes
+from state.rules import add_to_pool, genesis_rules_writes, get_param
 from state.view import Journal, Layer
 
 Verifier = Callable[[Tx, bytes], bool]
@@ -137,6 +137,8 @@ def process_vote(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> None
         _put(j, schema.account_key(tx.sender), sender)
         return
     ref = b["post"]
+    # a vote of weight 0 says nothing, and would only take a place among a post's votes
+    _require(b["weight"] != 0, "zero_weight", "a vote on a post has a weight other than 0")
     author, permlink = types.parse_post_ref(ref)
     post = get_post(j, author, permlink)
     # curation votes go to existing content
@@ -178,6 +180,15 @@ def process_refer(j: Journal, tx: Tx, sender: Account, ctx: BlockContext) -> Non
     name = tx.body["new_account"]
     # account names are unique
     _require(get_account(j, name) is None, "account_exists", f"{name} already exists", 409)
+    # a new account costs its referrer the referral fee, paid into the relationship pool: a
+    # farm of fake accounts costs something (as Hive's account creation fee)
+    fee = get_param(j, "referral_fee") or 0
+    _require(sender.balance >= fee, "insufficient_balance",
+             f"the referral fee is {fee}, the balance {sender.balance}")
+    if fee:
+        sender.balance -= fee
+        _put(j, schema.account_key(tx.sender), sender)
+        add_to_pool(j, "relationship", fee)
     _put(j, schema.account_key(name), Account(tx.body["pubkey"], referrer=tx.sender,
                                               joined_height=ctx.height))
 

@@ -1,79 +1,146 @@
-"""Golden vectors for the default rules: pre-state, a sequence of calls, the expected awards of
-each call, and the expected post-state. Every number below was worked out by hand from the rules
-(see the comments); another implementation of the rules must reproduce them exactly."""
+"""Golden vectors for the default rules (v2): pre-state, a sequence of calls, the expected awards
+of each call, and the expected post-state. The amounts in the comments are worked out by hand from
+the rules (contracts/README.md); another implementation of the rules must reproduce them exactly."""
 from contracts import DictHost, run
 from contracts.rules import (DEFAULT_PARAMS, HOOK_FOR_KIND, HOOK_GAS_LIMITS, ROUND_HOOK,
                              load_default_rules)
 
 W = DEFAULT_PARAMS["payout_window_ms"]
+H = 3_600_000
+DAY = 86_400_000
 
 PRE_STATE = {
-    "params": DEFAULT_PARAMS,
-    "accounts": {"alice": 2_000_000, "bob": 1_000_000, "carol": 500_000, "dave": 0},  # stakes
+    # two vouchers activate a referral, 5 s after joining (the defaults are 3 and 7 days)
+    "params": dict(DEFAULT_PARAMS, activation_vouchers=2, referral_min_age_ms=5000),
+    "accounts": {"alice": 2_000_000, "bob": 1_000_000, "carol": 500_000, "dave": 0,
+                 "erin": 1_000_000},  # active stakes
+    "pools": {"content": 100_000, "behaviour": 10_000, "relationship": 50_000},
     "storage": {},
 }
+EVENT = {"capacity": 9, "ends_at": 2 * H, "starts_at": 0}
 
-# (timestamp, kind or "round", sender, body or round number, expected awards of the call)
+# (timestamp, kind or "round", sender, body or round number, expected awards of the call).
+# Recent claims decay linearly over a day: c * (DAY - elapsed) // DAY at each update.
 CALLS = [
-    (1000, "refer", "alice", {"new_account": "dave", "pubkey": bytes(32)}, []),
+    (1000, "refer", "alice", {"new_account": "dave", "pubkey": bytes(32)}, []),  # dave: alice's tree
     (2000, "post", "bob", {"permlink": "garden-day", "title": "Garden day", "body": "",
-                           "tags": ["event"], "event": {"starts_at": 0, "ends_at": 1, "capacity": 9}},
-     []),
-    # dave's first activity: alice's referral bonus
-    (3000, "post", "dave", {"permlink": "hello", "title": "Hi", "body": "", "tags": []},
-     [("alice", "relationship", 5000)]),
-    # alice: 100% vote spends 200 power -> 2_000_000 * 200 / 10000 = 40_000 rshares
-    (4000, "vote", "alice", {"post": "bob/garden-day", "weight": 10_000}, [("alice", "behaviour", 100)]),
-    # carol: 50% spends 100 -> 500_000 * 100 / 10000 = 5_000 rshares
-    (5000, "vote", "carol", {"post": "bob/garden-day", "weight": 5_000}, [("carol", "behaviour", 100)]),
-    # bob's self-vote is capped to 1000 bps: spends 20 -> 2_000 rshares, no curation
-    (6000, "vote", "bob", {"post": "bob/garden-day", "weight": 10_000}, [("bob", "behaviour", 100)]),
-    # carol downvotes 30%: power 9900 (no visible regeneration after 2 s) spends 60 -> -3_000
-    (7000, "vote", "carol", {"post": "dave/hello", "weight": -3_000}, [("carol", "behaviour", 100)]),
-    (8000, "attend", "carol", {"event": "bob/garden-day", "ticket": bytes(64)},
-     [("carol", "behaviour", 1000)]),
-    (8500, "attend", "carol", {"event": "bob/garden-day", "ticket": bytes(64)}, []),
-    # garden-day matured (created 2000): score 47_000 -> reward 2350, curation 587 over 45_000
-    # curating rshares: alice 587*40000//45000 = 521, carol 587*5000//45000 = 65, bob the rest 1764.
-    # dave/hello (created 3000) has not matured yet.
+                           "tags": ["event"], "event": EVENT}, []),
+    (3000, "post", "dave", {"permlink": "hello", "title": "Hi", "body": "", "tags": []}, []),
+    # alice: a full vote spends 10000 // 2 = 5000 power -> 2_000_000 * 5000 // 10000 = 1_000_000
+    # rshares (content claims 1_000_000). Participation: behaviour claims 100, the pool 10_000
+    # alone would pay 10_000, capped at 10% of the pool: 1000
+    (4000, "vote", "alice", {"post": "bob/garden-day", "weight": 10_000}, [("alice", "behaviour", 1000)]),
+    # carol 50%: spends 2500 -> 125_000 rshares. Behaviour claims 100 decay to 99, + 100 = 199:
+    # 9000 * 100 // 199 = 4522, capped at 900
+    (5000, "vote", "carol", {"post": "bob/garden-day", "weight": 5_000}, [("carol", "behaviour", 900)]),
+    # bob's self-vote: weight capped at 1000 -> spends 500 -> 50_000 rshares, no participation
+    (6000, "vote", "bob", {"post": "bob/garden-day", "weight": 10_000}, []),
+    # carol downvotes 30% from her free downvote power 2500: spends 375 -> -18_750 rshares; her
+    # day's participation is already paid
+    (7000, "vote", "carol", {"post": "dave/hello", "weight": -3_000}, []),
+    # a 2-hour event of bob's: 1000 points; claims 199 -> 198, + 1000 = 1198: 8100 * 1000 // 1198
+    # = 6761, capped at 810
+    (8000, "attend", "carol", {"event": "bob/garden-day", "ticket": bytes(64)}, [("carol", "behaviour", 810)]),
+    (8500, "attend", "bob", {"event": "bob/garden-day", "ticket": bytes(64)}, []),  # a self-ticket
+    # bob (power 9500) spends 4750 -> 475_000 rshares; participation: claims 1198 -> 1197, + 100
+    # = 1297: 7290 * 100 // 1297 = 562. bob is dave's first voucher from another tree
+    (9000, "vote", "bob", {"post": "dave/hello", "weight": 10_000}, [("bob", "behaviour", 562)]),
+    # alice is dave's referrer: her tree's vote neither pays participation nor vouches
+    (9500, "vote", "alice", {"post": "dave/hello", "weight": 10_000}, []),
+    # erin: participation, and the second voucher 9000 ms after dave joined: alice's referral
+    # pays 5000 points, the pool's cap (50_000 alone, at most 10%)
+    (10000, "vote", "erin", {"post": "dave/hello", "weight": 10_000},
+     [("erin", "behaviour", 482), ("alice", "relationship", 5000)]),
+    # garden-day matured: score 1_175_000, claim curve = 1_175_000 * 1_375_000 // 1_575_000 =
+    # 1_025_793; its votes' claims decayed out long ago, so it would take the pool and takes the
+    # cap 10_000. Curation 2500 by rshares over 1_125_000: alice 2222, carol 277; bob the rest.
     (W + 2000, "round", None, 1,
-     [("alice", "content", 521), ("carol", "content", 65), ("bob", "content", 1764)]),
-    # dave/hello: negative score, no reward; its votes are cleaned up
-    (W + 3000, "round", None, 2, []),
+     [("alice", "content", 2222), ("carol", "content", 277), ("bob", "content", 7501)]),
+    # dave/hello: capped at 10% of the 90_000 left; curation 2250 over bob, alice, erin's rshares
+    (W + 3000, "round", None, 2,
+     [("bob", "content", 724), ("alice", "content", 762), ("erin", "content", 762),
+      ("dave", "content", 6752)]),
 ]
 
-POST_STATE = {
-    "accounts": {  # (content, behaviour, relationship)
-        "alice": (521, 100, 5000), "bob": (1764, 100, 0), "carol": (65, 1200, 0), "dave": (0, 0, 0)},
-    "storage": {
-        b"attended:bob/garden-day:carol": True,
-        b"counter:queue_head": 2,
-        b"counter:queue_tail": 2,
-        b"member:alice": {"at": 4000, "power": 9800, "day": 0, "earned": 100},
-        b"member:bob": {"at": 6000, "power": 9980, "day": 0, "earned": 100},
-        b"member:carol": {"at": 7000, "power": 9840, "day": 0, "earned": 200},
-        b"referrals:alice": {"count": 1, "period": 0},
-    },
-    "events": [
-        ("payout", {"post": "bob/garden-day", "author": "bob", "reward": 2350, "curation": 586}),
-        ("round", {"round": 1, "paid_posts": 1}),
-        ("payout", {"post": "dave/hello", "author": "dave", "reward": 0, "curation": 0}),
-        ("round", {"round": 2, "paid_posts": 1}),
-    ],
-}
+POST_STATE = {'accounts': {'alice': (2984, 1000, 5000),
+              'bob': (8225, 562, 0),
+              'carol': (277, 1710, 0),
+              'dave': (6752, 0, 0),
+              'erin': (762, 482, 0)},
+ 'pools': {'content': 81000, 'behaviour': 6246, 'relationship': 45000},
+ 'storage': {b'claims': {'at': 10000, 'behaviour': 1395, 'content': 2599911, 'relationship': 5000},
+             b'counter:queue_head': 2,
+             b'counter:queue_tail': 2,
+             b'member:alice': {'at': 9500,
+                               'attends': 0,
+                               'day': 0,
+                               'down': 2500,
+                               'joined': 0,
+                               'paid': 1,
+                               'power': 2500,
+                               'root': 'alice',
+                               'selfs': 0,
+                               'week': 0},
+             b'member:bob': {'at': 9000,
+                             'attends': 0,
+                             'day': 0,
+                             'down': 2500,
+                             'joined': 0,
+                             'paid': 1,
+                             'power': 4750,
+                             'root': 'bob',
+                             'selfs': 1,
+                             'week': 0},
+             b'member:carol': {'at': 7000,
+                               'attends': 1,
+                               'day': 0,
+                               'down': 2125,
+                               'joined': 0,
+                               'paid': 1,
+                               'power': 7500,
+                               'root': 'carol',
+                               'selfs': 0,
+                               'week': 0},
+             b'member:dave': {'at': 1000,
+                              'attends': 0,
+                              'day': 0,
+                              'down': 10000,
+                              'joined': 1000,
+                              'paid': 0,
+                              'power': 10000,
+                              'root': 'alice',
+                              'selfs': 0,
+                              'week': 0},
+             b'member:erin': {'at': 10000,
+                              'attends': 0,
+                              'day': 0,
+                              'down': 2500,
+                              'joined': 0,
+                              'paid': 1,
+                              'power': 5000,
+                              'root': 'erin',
+                              'selfs': 0,
+                              'week': 0},
+             b'organized:bob': {'count': 1, 'week': 0},
+             b'pair:carol:bob': {'count': 1, 'period': 0},
+             b'referrals:alice': {'count': 1, 'period': 0},
+             b'tree:alice': {'count': 1, 'period': 0}},
+ 'events': [('payout',
+             {'author': 'bob', 'curation': 2499, 'post': 'bob/garden-day', 'reward': 10000}),
+            ('round', {'paid_posts': 1, 'round': 1}),
+            ('payout', {'author': 'dave', 'curation': 2248, 'post': 'dave/hello', 'reward': 9000}),
+            ('round', {'paid_posts': 1, 'round': 2})]}
 
 # Gas of each call above. Gas decides whether a call fits its limit, so it is consensus: a change
 # here means the gas schedule, the compiler or the rules changed, and must be deliberate.
-# (Last change: a post keeps its votes in its own record, so a vote reads and writes two records
-# instead of four and a payout reads one per post; a value read from storage costs 1 gas per byte
-# of its encoding. Same awards.)
-GAS = [648, 2508, 3834, 3098, 3148, 3183, 3054, 1557, 405, 4486, 2680]
+# (Last change: the v2 rules, with the host's now(), stake() and pool().)
+GAS = [2326, 3493, 2880, 6124, 6378, 3630, 3439, 5160, 1817, 7364, 4606, 11319, 5232, 5017]
 
 
 def _replay():
-    host = DictHost(params=PRE_STATE["params"])
+    host = DictHost(params=PRE_STATE["params"], pools=PRE_STATE["pools"])
     for name, stake in PRE_STATE["accounts"].items():
-        host.add_account(name, stake=stake, referrer="alice" if name == "dave" else None)
+        host.add_account(name, stake=stake)
     code = load_default_rules()
     results = []
     for height, (at, kind, sender, body, _) in enumerate(CALLS, start=1):
@@ -100,6 +167,7 @@ def test_post_state_matches_the_vector():
     assert accounts == POST_STATE["accounts"]
     assert host.storage_values() == POST_STATE["storage"]
     assert host.events == POST_STATE["events"]
+    assert host.pools == POST_STATE["pools"]
 
 
 def test_gas_of_each_call_is_pinned():

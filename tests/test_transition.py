@@ -10,6 +10,7 @@ from core.errors import InvalidTx
 from core.genesis import ChainParams
 from state import schema
 from state import transition as T
+from state.rules import GENESIS_PARAMS
 from state.view import Journal, Layer
 from tests.conftest import (BALANCE, CHAIN_ID, MEMBERS, NOW_MS, STAKE, World, event, keypair,
                             node_keypair, post_body, ticket)
@@ -119,10 +120,11 @@ def test_refer_creates_a_member_who_can_transact(w):
     assert (erin.public_key, erin.balance, erin.stake, erin.referrer, erin.joined_height) == (
         keypair("erin").public_key, 0, 0, "alice", 1)
     w.do("erin", "post", post_body("first"))
-    w.do("bob", "transfer", {"to": "erin", "amount": 300})
+    fee = GENESIS_PARAMS["referral_fee"]
+    w.do("bob", "transfer", {"to": "erin", "amount": fee + 300})
     w.do("erin", "transfer", {"to": "carol", "amount": 100})
     w.do("erin", "refer", {"new_account": "frank", "pubkey": keypair("frank").public_key})
-    assert w.account("erin").balance == 200
+    assert w.account("erin").balance == 200  # the referral fee went into the relationship pool
     assert w.account("frank").referrer == "erin"
 
 

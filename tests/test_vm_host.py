@@ -341,3 +341,92 @@ def test_write_through_validates_each_write_then_makes_it_at_once():
             action()
         assert info.value.code == code
     assert host.storage_values() == {b"k": 1} and len(host.awards) == 1
+
+
+_POOLS = compile_source("""
+def main():
+    before = host.pool("content")
+    host.award("alice", "content", 30)
+    host.award("alice", "content", 500)
+    return [before, host.pool("content"), host.pool("behaviour"), host.now(), host.stake("alice"),
+            host.stake("nobody")]
+""")
+
+
+def test_now_stake_and_pool_are_the_same_buffered_or_written_through_on_both_engines():
+    """pool is what the pool holds after the call's own awards so far (a Journal counts its
+    buffered awards as the host will pay them: what is left, up to the amount)."""
+    outcomes = []
+    for host in (DictHost(pools={"content": 100, "behaviour": 7, "relationship": 0}),
+                 _AllOrNothingHost(pools={"content": 100, "behaviour": 7, "relationship": 0})):
+        host.add_account("alice", stake=40)
+        host.set_block(3, 5_000)
+        for trace in (None, []):
+            snapshot = host.snapshot()
+            outcomes.append(run(_POOLS, "main", [], host, 100_000, trace=trace)[:2])
+            host.pools, host.accounts["alice"]["content"] = snapshot["pools"], 0
+    assert outcomes == [([100, 0, 7, 5_000, 40, 0], outcomes[0][1])] * 4
+
+
+def test_an_unknown_pool_is_a_fault_as_for_award():
+    for journal in (Journal(_host()), WriteThrough(_AllOrNothingHost())):
+        with pytest.raises(VMFault) as info:
+            journal.pool("fame")
+        assert info.value.code == "bad_award"
+
+
+def _chain_host(body: dict, trusted: bool = True):
+    """The chain's host over a state with alice (stake 50, 20 of it maturing) and a pool; with
+    trusted False, one whose values the VM checks and copies."""
+    from types import SimpleNamespace
+
+    from core.codec import pack_flat
+    from state import records, schema
+    from state.kv import MemoryKV
+    from state.records import Account
+    from state.rules import ChainHost
+    from state.view import Journal as StateJournal
+    from state.view import Layer
+    layer = Layer(Layer(None, MemoryKV()))
+    layer.writes[schema.account_key("alice")] = records.encode(Account(bytes(32), stake=50, maturing=20))
+    layer.writes[schema.pool_key("content")] = pack_flat(100)
+    ctx = SimpleNamespace(height=3, slot=4, timestamp_ms=5_000)
+    tx = {"kind": "post", "sender": "alice", "id": b"i", "body": body}
+    cls = ChainHost if trusted else type("Untrusted", (ChainHost,), {"trusted_values": False})
+    return cls(StateJournal(layer), ctx, tx, {"p": 7})
+
+
+_MUTATE = compile_source("""
+def main():
+    tx = host.tx()
+    append(tx["body"]["tags"], "b")
+    tx["body"]["event"]["capacity"] = 0
+    tx["kind"] = "x"
+    account = host.account("alice")
+    account["stake"] = 0
+    block = host.block()
+    block["height"] = 0
+    host.award("alice", "content", 30)
+    return [host.tx(), host.account("alice"), host.block(), host.now(), host.stake("alice"),
+            host.stake("bob"), host.pool("content"), host.param("p")]
+""")
+
+
+def test_the_chain_host_is_trusted_with_fresh_values_that_a_contract_cannot_change():
+    """ChainHost says `trusted_values`: the VM does not copy what it returns, so every call gets
+    new lists and maps, the tx's own body is never handed out, and the account reads as it was
+    when the call started; both engines agree, and the values cost the gas of a copied value."""
+    def body():
+        return {"event": {"capacity": 5, "ends_at": 2, "starts_at": 1}, "tags": ["a"]}
+    results = []
+    for trace in (None, []):
+        host = _chain_host(body())
+        results.append(run(_MUTATE, "main", [], host, 100_000, trace=trace))
+        assert host.current_tx["body"] == body()
+    assert results[0] == results[1]
+    tx, account, block, now, stake, nobody, pool, param = results[0].return_value
+    assert tx == {"kind": "post", "sender": "alice", "id": b"i", "body": body()}
+    assert account["stake"] == 50 and account["content"] == 0
+    assert block == {"height": 3, "slot": 4, "timestamp": 5_000}
+    assert (now, stake, nobody, pool, param) == (5_000, 30, 0, 70, 7)
+    assert run(_MUTATE, "main", [], _chain_host(body(), trusted=False), 100_000) == results[0]

@@ -307,7 +307,8 @@ def query(node, what):
 
 
 def test_set_param_proposal_is_listed_enacted_and_only_producers_approve(gov_node):
-    assert query(gov_node, "rules")["params"]["attend_points"] == 1000
+    rules = query(gov_node, "rules")
+    assert rules["params"]["attend_points"] == 1000 and rules["ranges"]["attend_points"][0] == 0
     r = govern(gov_node, "alice", "set-param", "attend_points", "1500", "--effective-height", "+10")
     assert r.exit_code == 0, r.output
     sent = json.loads(r.stdout)

@@ -16,22 +16,75 @@ SOURCE_PATH = Path(__file__).with_name("default.py")
 HOOK_FOR_KIND = {"post": "on_post", "vote": "on_vote", "attend": "on_attend", "refer": "on_refer"}
 ROUND_HOOK = "on_round"
 
-# Chain parameters the rules read with host.param; amounts in milli-units, times in ms.
+HOUR_MS, DAY_MS = 3600 * 1000, 24 * 3600 * 1000
+
+# Chain parameters the rules read with host.param, with their ranges (enforced at genesis, at
+# proposal and at enactment: state.rules.check_params); amounts in milli-units, times in ms.
+# contracts/README.md gives the reason for each.
 DEFAULT_PARAMS = {
-    "payout_window_ms": 7 * 24 * 3600 * 1000,      # a post pays out 7 days after creation
-    "payouts_per_round": 20,                       # posts paid per on_round call at most
-    "content_reward_bps": 500,                     # reward = 5% of a post's net rshares
+    # shares of the pools
+    "claims_decay_ms": DAY_MS,                     # claims weigh against those of the last day
+    "max_payout_bps": 1000,                        # one payment takes at most 10% of a pool
+    "min_earning_stake": 10_000,                   # 10 CP of active stake before earning at all
+    # content
+    "payout_window_ms": 7 * DAY_MS,                # a post pays out 7 days after creation
+    "payout_budget_per_round": 1000,               # posts + their votes paid per on_round
     "curation_bps": 2500,                          # 25% of a post's reward goes to its curators
-    "max_votes_per_post": 100,                     # voters counted per post (bounds payout cost)
-    "vote_power_divisor": 50,                      # a 100% vote spends 10000/50 = 2% power
-    "vote_regen_ms": 5 * 24 * 3600 * 1000,         # power refills from 0 to 100% in 5 days
+    "curve_s": 100_000,                            # the reward curve's knee, in rshares
+    "max_votes_per_post": 100,                     # votes kept per post (a full post drops its smallest)
+    "vote_power_divisor": 2,                       # a 100% vote spends half of the power left
+    "vote_regen_ms": 5 * DAY_MS,                   # power refills from 0 to 100% in 5 days
+    "downvote_power_bps": 2500,                    # free downvote power: 25% of the upvote power
+    "upvote_lockout_ms": 12 * HOUR_MS,             # no upvotes in the last 12 h before payout
     "self_vote_max_bps": 1000,                     # a self-vote counts with at most 10% weight
-    "attend_points": 1000,                         # 1.000 behaviour per event attended
-    "participation_points": 100,                   # 0.100 behaviour per vote on a post
-    "participation_cap_per_day": 1000,             # at most 1.000 behaviour a day from votes
-    "referral_bonus": 5000,                        # 5.000 relationship per activated referral
+    "self_votes_per_day": 1,                       # and one self-vote a day counts
+    # behaviour
+    "participation_points": 100,                   # per first counted vote on another tree's post
+    "participation_votes_per_day": 1,              # such votes paid per day
+    "attend_points": 1000,                         # per event attended, halved per repeat
+    "attends_per_week": 2,                         # attendances paid per member per week
+    "organizer_attends_per_week": 60,              # attendances paid per organizer per week
+    "min_event_ms": HOUR_MS,                       # an event shorter than an hour pays nothing
+    "max_event_ms": DAY_MS,                        # nor one open longer than a day
+    "repeat_period_ms": 30 * DAY_MS,               # repeats of one organizer halve within 30 days
+    # relationship
+    "referral_points": 5000,                       # per activated referral
+    "activation_vouchers": 3,                      # upvoters from other trees that activate one
+    "referral_min_age_ms": 7 * DAY_MS,             # and the newcomer's age before it pays
     "referral_cap_per_period": 5,                  # bonuses per referrer per period at most
-    "referral_period_ms": 30 * 24 * 3600 * 1000,   # referral periods of 30 days
+    "referral_tree_cap_per_period": 10,            # bonuses per referral tree per period at most
+    "referral_period_ms": 30 * DAY_MS,             # referral periods of 30 days
+}
+SECOND_MS = 1000
+PARAM_RANGES = {
+    "claims_decay_ms": (HOUR_MS, 30 * DAY_MS),
+    "max_payout_bps": (1, 10_000),
+    "min_earning_stake": (0, 10**12),
+    "payout_window_ms": (SECOND_MS, 90 * DAY_MS),
+    "payout_budget_per_round": (10, 5_000),
+    "curation_bps": (0, 10_000),
+    "curve_s": (1, 10**15),
+    "max_votes_per_post": (1, 200),
+    "vote_power_divisor": (1, 10_000),
+    "vote_regen_ms": (SECOND_MS, 90 * DAY_MS),
+    "downvote_power_bps": (0, 10_000),
+    "upvote_lockout_ms": (0, 90 * DAY_MS),
+    "self_vote_max_bps": (0, 10_000),
+    "self_votes_per_day": (0, 100),
+    "participation_points": (0, 10**9),
+    "participation_votes_per_day": (0, 100),
+    "attend_points": (0, 10**9),
+    "attends_per_week": (0, 100),
+    "organizer_attends_per_week": (0, 100_000),
+    "min_event_ms": (0, 30 * DAY_MS),
+    "max_event_ms": (SECOND_MS, 365 * DAY_MS),
+    "repeat_period_ms": (SECOND_MS, 365 * DAY_MS),
+    "referral_points": (0, 10**9),
+    "activation_vouchers": (0, 50),
+    "referral_min_age_ms": (0, 365 * DAY_MS),
+    "referral_cap_per_period": (0, 1_000),
+    "referral_tree_cap_per_period": (0, 100_000),
+    "referral_period_ms": (SECOND_MS, 365 * DAY_MS),
 }
 
 # Gas per hook call: measured worst cases (contracts.bench) with ample headroom.

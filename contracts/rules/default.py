@@ -1,24 +1,110 @@
-"""Default community-asset rules (contract source: compiled by contracts.compiler, never imported).
+"""Default community-asset rules, v2 (contract source: compiled by contracts.compiler, never imported).
 
 The chain calls these hooks after the base rules of a transaction have been applied:
 
-    on_post()           a post or comment was created: queue it for payout, activate a referral
-    on_vote()           a member voted on a post: spend voting power, score the post,
-                        award participation points
-    on_attend()         a member attended an event: attendance points, once per event
-    on_refer()          a member admitted a new member: remember the referral until the new
-                        member is active
-    on_round(number)    periodically: pay out a bounded batch of matured posts
+    on_post()           a post or comment was created: queue it for payout
+    on_vote()           a member voted on a post: spend voting power, weigh the post,
+                        participation points, maybe activate the author's referral
+    on_attend()         a member attended an event: attendance points within the caps
+    on_refer()          a member admitted a new member: remember the referral and the tree
+    on_round(number)    periodically: pay every matured post, within a budget per call
 
-Three dimensions of community assets are paid with host.award from their reward pools:
-content (posts and curation), behaviour (attending, voting) and relationship (referrals).
-Amounts are integers in milli-units (1000 = 1.000). Parameters come from host.param; their
-defaults are in contracts/rules/__init__.py. Storage keys are "kind:name" strings encoded to bytes.
+Every reward is a share of what its pool actually holds: an amount of points (a claim) is paid
+pool * claim / recent_claims, where recent_claims are the dimension's claims of the last
+claims_decay_ms (decaying linearly), so the pools pay out what issuance puts in, and no rate is
+fixed that abuse could multiply. Only an earning member (active stake of at least
+min_earning_stake) earns. contracts/README.md gives the reason for each defence below.
 """
 
 BPS = 10000                     # basis points: 10000 = 100%
 FULL_POWER = 10000              # the voting power of a rested member
 DAY_MS = 24 * 60 * 60 * 1000
+WEEK_MS = 7 * DAY_MS
+
+
+# ---- shared: members, trees, paying shares of a pool -----------------------------------------
+
+def _member(name, now):
+    """A member's record: voting powers, the day's and the week's counters, its referral tree.
+    Members without a record (founders, or members from before these rules) are their own
+    tree's root and joined long ago."""
+    record = host.storage_get(encode("member:" + name))
+    if record is None:
+        record = {"at": now, "attends": 0, "day": -1, "down": FULL_POWER, "joined": 0,
+                  "paid": 0, "power": FULL_POWER, "root": name, "selfs": 0, "week": -1}
+    today = now // DAY_MS
+    if record["day"] != today:
+        record["day"] = today
+        record["paid"] = 0
+        record["selfs"] = 0
+    week = now // WEEK_MS
+    if record["week"] != week:
+        record["week"] = week
+        record["attends"] = 0
+    return record
+
+
+def _earning(name):
+    return host.stake(name) >= host.param("min_earning_stake")
+
+
+def _pay(member, dimension, claim, now):
+    """Pay member claim's share of the dimension's pool: pool * claim / recent claims (this one
+    included), and at most max_payout_bps of the pool at once."""
+    if claim <= 0:
+        return 0
+    claims = _recent_claims(now)
+    claims[dimension] += claim
+    host.storage_set(b"claims", claims)
+    pool = host.pool(dimension)
+    amount = min(pool * claim // claims[dimension], pool * host.param("max_payout_bps") // BPS)
+    if amount > 0:
+        host.award(member, dimension, amount)
+    return amount
+
+
+def _recent_claims(now):
+    """Each dimension's claims of the last claims_decay_ms, decaying linearly with time."""
+    claims = host.storage_get(b"claims")
+    if claims is None:
+        return {"at": now, "behaviour": 0, "content": 0, "relationship": 0}
+    decay = host.param("claims_decay_ms")
+    left = max(0, decay - (now - claims["at"]))
+    claims["behaviour"] = claims["behaviour"] * left // decay
+    claims["content"] = claims["content"] * left // decay
+    claims["relationship"] = claims["relationship"] * left // decay
+    claims["at"] = now
+    return claims
+
+
+# ---- content: posts earn from votes, curators share ----------------------------------------
+
+def on_post():
+    """Record the post and queue it for payout; an event keeps its organizer and length."""
+    tx = host.tx()
+    author = tx["sender"]
+    body = tx["body"]
+    ref = author + "/" + body["permlink"]
+    now = host.now()
+    member = _member(author, now)
+    # keys in canonical (sorted) order, as in every record here: it spares the encoder a sort
+    host.storage_set(encode("post:" + ref), {
+        "author": author,
+        "created_at": now,
+        "curation": 0,          # rshares of the upvotes that earn curation
+        "root": member["root"],  # the author's referral tree
+        "rshares": [],          # each counted vote's rshares
+        "score": 0,             # net rshares: upvotes minus downvotes
+        "voters": [],           # who cast them
+    })
+    if "event" in body:
+        event = body["event"]
+        host.storage_set(encode("event:" + ref), {"length": event["ends_at"] - event["starts_at"],
+                                                  "organizer": author})
+    tail = _counter(b"counter:queue_tail")
+    host.storage_set(encode("queue:" + str(tail)), ref)
+    host.storage_set(b"counter:queue_tail", tail + 1)
+    _try_activate(author, now)
 
 
 def _counter(key):
@@ -28,126 +114,133 @@ def _counter(key):
     return value
 
 
-# ---- content: posts earn from votes, curators share ----------------------------------------
-
-def on_post():
-    """Queue the new post for payout when its window has passed; a first post is activity."""
-    tx = host.tx()
-    author = tx["sender"]
-    ref = author + "/" + tx["body"]["permlink"]
-    now = host.block()["timestamp"]
-    # keys in canonical (sorted) order, as in every record below: it spares the encoder a sort
-    host.storage_set(encode("post:" + ref), {
-        "author": author,
-        "created_at": now,
-        "curation_rshares": 0,  # rshares of the upvotes that earn curation
-        "rshares": [],          # each counted vote's rshares, in voting order
-        "score": 0,             # net rshares: upvotes minus downvotes
-        "voters": [],           # who cast them
-    })
-    tail = host.storage_get(b"counter:queue_tail")
-    if tail is None:
-        tail = 0
-    host.storage_set(encode("queue:" + str(tail)), ref)
-    host.storage_set(b"counter:queue_tail", tail + 1)
-    _activate(author, now)
-
-
 def on_vote():
-    """A vote on a post: participation points, then the vote's weight on the post's score.
-    A vote reads and writes two records: the voter's (voting power and today's participation)
-    and the post's (its score and its votes).
-
-    Participation: participation_points per vote on a post, at most participation_cap_per_day
-    a day (UTC).
-    """
-    tx = host.tx()
-    body = tx["body"]
+    """A vote on a post: weigh it on the post, then participation points for a first, counted
+    vote on another tree's post, and count it towards activating the author's referral."""
+    body = host.tx()["body"]
     if "post" not in body:
         return  # a vote for a block producer, not on content
-    voter = tx["sender"]
-    now = host.block()["timestamp"]
-    member_key = encode("member:" + voter)
-    member = host.storage_get(member_key)
-    if member is None:
-        member = {"at": now, "day": -1, "earned": 0, "power": FULL_POWER}  # day -1: none yet
-    today = now // DAY_MS
-    if member["day"] != today:
-        member["day"] = today
-        member["earned"] = 0
-    points = min(host.param("participation_points"),
-                 host.param("participation_cap_per_day") - member["earned"])
-    if points > 0:
-        host.award(voter, "behaviour", points)
-        member["earned"] += points
+    voter = host.tx()["sender"]
+    now = host.now()
+    member = _member(voter, now)
     post_key = encode("post:" + body["post"])
     post = host.storage_get(post_key)
     # no record: already paid out, or created before these rules were installed
-    if post is not None and _count_vote(voter, member, post, body["weight"], now):
+    first = post is not None and voter not in post["voters"]
+    counted = post is not None and _count_vote(voter, member, post, body["weight"], now)
+    if counted:
         host.storage_set(post_key, post)
-    host.storage_set(member_key, member)
+        outside = post["root"] != member["root"] and voter != post["author"]
+        if first and outside and _earning(voter):
+            if member["paid"] < host.param("participation_votes_per_day"):
+                member["paid"] += 1
+                _pay(voter, "behaviour", host.param("participation_points"), now)
+            if body["weight"] > 0:
+                _vouch(post["author"], voter, now)
+    host.storage_set(encode("member:" + voter), member)
+    _try_activate(voter, now)
 
 
 def _count_vote(voter, member, post, weight, now):
-    """Record the vote's rshares = stake * power spent / FULL_POWER (negative for a downvote)
-    in the post; False if the vote does not count.
+    """Record the vote's rshares in the post; False if it does not count.
 
-    A vote spends ceil(weight / vote_power_divisor) of the member's voting power, at most what
-    is left; power regenerates linearly from empty to FULL_POWER over vote_regen_ms.
-    A member's second vote on the same post replaces the first. Only the first
-    max_votes_per_post voters of a post count, which bounds the size of its record. Upvotes by
-    anyone but the author share the curation reward.
+    An upvote spends power * weight / BPS / vote_power_divisor of the member's voting power
+    (which refills linearly to FULL_POWER over vote_regen_ms): the more one votes, the less each
+    vote weighs, so splitting votes or stake over many posts gains nothing. A downvote spends
+    the same share of a separate, free downvote power (downvote_power_bps of FULL_POWER). A
+    vote's rshares = active stake * power spent / FULL_POWER. A self-vote is capped at
+    self_vote_max_bps and self_votes_per_day; upvotes in the last upvote_lockout_ms before
+    payout, and votes carrying no rshares, do not count. A second vote replaces the first. A
+    full post drops its smallest vote for a larger one.
     """
     author = post["author"]
+    due = post["created_at"] + host.param("payout_window_ms")
+    if weight > 0 and now >= due - host.param("upvote_lockout_ms"):
+        return False
     if voter == author:
-        weight = min(weight, host.param("self_vote_max_bps"))
-    voters = post["voters"]
-    rshares_of = post["rshares"]
-    if voter in voters:  # replacing the member's earlier vote
-        index = 0
-        while voters[index] != voter:
-            index += 1
-        previous = rshares_of[index]
-        post["score"] -= previous
-        if previous > 0 and voter != author:
-            post["curation_rshares"] -= previous
-    else:
-        index = len(voters)
-        if index >= host.param("max_votes_per_post"):
+        if member["selfs"] >= host.param("self_votes_per_day"):
             return False
-        append(voters, voter)
-        append(rshares_of, 0)
-    regenerated = (now - member["at"]) * FULL_POWER // host.param("vote_regen_ms")
-    power = min(FULL_POWER, member["power"] + regenerated)
+        member["selfs"] += 1
+        weight = min(weight, host.param("self_vote_max_bps"))
+    regen = host.param("vote_regen_ms")
     divisor = host.param("vote_power_divisor")
-    spent = min(power, (abs(weight) + divisor - 1) // divisor)
-    member["power"] = power - spent
+    elapsed = now - member["at"]
     member["at"] = now
-    rshares = host.account(voter)["stake"] * spent // FULL_POWER
+    member["power"] = min(FULL_POWER, member["power"] + elapsed * FULL_POWER // regen)
+    down_full = FULL_POWER * host.param("downvote_power_bps") // BPS
+    member["down"] = min(down_full, member["down"] + elapsed * down_full // regen)
+    if weight > 0:
+        spent = member["power"] * weight // BPS // divisor
+        member["power"] -= spent
+    else:
+        spent = member["down"] * -weight // BPS // divisor
+        member["down"] -= spent
+    rshares = host.stake(voter) * spent // FULL_POWER
+    if rshares == 0:
+        return False
     if weight < 0:
         rshares = -rshares
-    rshares_of[index] = rshares
+    voters = post["voters"]
+    rshares_of = post["rshares"]
+    index = _slot(voters, rshares_of, voter, rshares)
+    if index < 0:
+        return False
+    if index < len(voters):  # the member's earlier vote, or the smallest one, goes
+        _unweigh(post, voters[index], rshares_of[index])
+        voters[index] = voter
+        rshares_of[index] = rshares
+    else:
+        append(voters, voter)
+        append(rshares_of, rshares)
     post["score"] += rshares
     if rshares > 0 and voter != author:
-        post["curation_rshares"] += rshares
+        post["curation"] += rshares
+        claims = _recent_claims(now)
+        claims["content"] += rshares
+        host.storage_set(b"claims", claims)
     return True
 
 
+def _slot(voters, rshares_of, voter, rshares):
+    """Where the vote goes: the voter's earlier vote, a free place, the place of the smallest
+    vote if that is smaller than this one, or -1 (it does not count)."""
+    count = len(voters)
+    smallest = -1
+    for index in range(count):
+        if voters[index] == voter:
+            return index
+        if smallest < 0 or abs(rshares_of[index]) < abs(rshares_of[smallest]):
+            smallest = index
+    if count < host.param("max_votes_per_post"):
+        return count
+    if abs(rshares_of[smallest]) < abs(rshares):
+        return smallest
+    return -1
+
+
+def _unweigh(post, voter, rshares):
+    post["score"] -= rshares
+    if rshares > 0 and voter != post["author"]:
+        post["curation"] -= rshares
+
+
 def on_round(round_number):
-    """Pay out, oldest first, at most payouts_per_round posts older than payout_window_ms."""
-    now = host.block()["timestamp"]
+    """Pay every matured post, oldest first: each takes 1 + its number of votes from
+    payout_budget_per_round, so spam posts without votes are cleared cheaply."""
+    now = host.now()
     window = host.param("payout_window_ms")
-    budget = host.param("payouts_per_round")
+    budget = host.param("payout_budget_per_round")
     head = _counter(b"counter:queue_head")
     tail = _counter(b"counter:queue_tail")
     paid = 0
-    while paid < budget and head < tail:
+    while budget > 0 and head < tail:
         queue_key = encode("queue:" + str(head))
         ref = host.storage_get(queue_key)
         post = host.storage_get(encode("post:" + ref))
         if post["created_at"] + window > now:
             break  # the queue is in creation order: nothing after this has matured either
-        _pay_out(ref, post)
+        budget -= 1 + len(post["voters"])
+        _pay_out(ref, post, now)
         host.storage_delete(queue_key)
         head += 1
         paid += 1
@@ -157,74 +250,149 @@ def on_round(round_number):
     return paid
 
 
-def _pay_out(ref, post):
-    """reward = score * content_reward_bps / BPS. Curators share curation_bps of it in
-    proportion to their rshares, in the order they voted; the author gets the rest, rounding
-    dust included. Then the post's record goes."""
+def _pay_out(ref, post, now):
+    """The post's claim is curve(score), convergent-linear: about score / 2 for a small score,
+    score for a large one, so many small self-made scores earn less than one honest one. Its
+    reward is paid from the content pool as a share (see _pay) and split: curators share
+    curation_bps by rshares, the author gets the rest, rounding dust included."""
+    score = post["score"]
     reward = 0
-    if post["score"] > 0:
-        reward = post["score"] * host.param("content_reward_bps") // BPS
-    curation = 0
-    if post["curation_rshares"] > 0:
-        curation = reward * host.param("curation_bps") // BPS
+    if score > 0:
+        s = host.param("curve_s")
+        claim = score * (score + 2 * s) // (score + 4 * s)
+        pool = host.pool("content")
+        claims = _recent_claims(now)
+        reward = min(pool * claim // max(claims["content"], claim),
+                     pool * host.param("max_payout_bps") // BPS)
     to_curators = 0
-    if curation > 0:
+    if reward > 0 and post["curation"] > 0:
+        curation = reward * host.param("curation_bps") // BPS
         voters = post["voters"]
         rshares_of = post["rshares"]
         for index in range(len(voters)):
-            voter = voters[index]
             rshares = rshares_of[index]
-            if rshares > 0 and voter != post["author"]:
-                share = curation * rshares // post["curation_rshares"]
+            if rshares > 0 and voters[index] != post["author"]:
+                share = curation * rshares // post["curation"]
                 if share > 0:
-                    host.award(voter, "content", share)
+                    host.award(voters[index], "content", share)
                     to_curators += share
     if reward - to_curators > 0:
         host.award(post["author"], "content", reward - to_curators)
     host.storage_delete(encode("post:" + ref))
+    host.storage_delete(encode("event:" + ref))
     host.emit("payout", {"post": ref, "author": post["author"], "reward": reward,
                          "curation": to_curators})
 
 
-# ---- behaviour: attending events, voting -----------------------------------------------------
+# ---- behaviour: attending events -----------------------------------------------------------
 
 def on_attend():
-    """attend_points for attending an event, once per event and member; attending is activity."""
+    """attend_points for attending an event, if the event lasted between min_event_ms and
+    max_event_ms, the attendee is not its organizer and earns, within attends_per_week for the
+    attendee and organizer_attends_per_week for the organizer; halved for each attendance of
+    the same organizer's events already paid in the same repeat_period_ms."""
     tx = host.tx()
-    member = tx["sender"]
-    key = encode("attended:" + tx["body"]["event"] + ":" + member)
-    if host.storage_get(key) is not None:
-        return  # the chain allows one attendance; these rules never pay twice either
-    host.storage_set(key, True)
-    host.award(member, "behaviour", host.param("attend_points"))
-    _activate(member, host.block()["timestamp"])
+    attendee = tx["sender"]
+    now = host.now()
+    member = _member(attendee, now)
+    event = host.storage_get(encode("event:" + tx["body"]["event"]))
+    if event is not None and _attendance_counts(attendee, member, event, now):
+        organizer = event["organizer"]
+        pair_key = encode("pair:" + attendee + ":" + organizer)
+        period = now // host.param("repeat_period_ms")
+        pair = host.storage_get(pair_key)
+        if pair is None or pair["period"] != period:
+            pair = {"count": 0, "period": period}
+        points = host.param("attend_points")
+        for _ in range(min(pair["count"], 16)):
+            points = points // 2
+        pair["count"] += 1
+        host.storage_set(pair_key, pair)
+        member["attends"] += 1
+        _pay(attendee, "behaviour", points, now)
+    host.storage_set(encode("member:" + attendee), member)
+    _try_activate(attendee, now)
 
 
-# ---- relationship: referrals pay when the new member becomes active ---------------------------
+def _attendance_counts(attendee, member, event, now):
+    organizer = event["organizer"]
+    if attendee == organizer or not _earning(attendee):
+        return False
+    if event["length"] < host.param("min_event_ms") or event["length"] > host.param("max_event_ms"):
+        return False
+    if member["attends"] >= host.param("attends_per_week"):
+        return False
+    key = encode("organized:" + organizer)
+    record = host.storage_get(key)
+    week = now // WEEK_MS
+    if record is None or record["week"] != week:
+        record = {"count": 0, "week": week}
+    if record["count"] >= host.param("organizer_attends_per_week"):
+        return False
+    record["count"] += 1
+    host.storage_set(key, record)
+    return True
+
+
+# ---- relationship: a referral pays once the newcomer is valued by other trees -----------------
 
 def on_refer():
-    """Remember who referred the new member; the bonus waits for the member's first activity."""
+    """The newcomer joins the referrer's tree; its referral waits for activation."""
     tx = host.tx()
-    host.storage_set(encode("referral:" + tx["body"]["new_account"]), tx["sender"])
+    referrer = tx["sender"]
+    now = host.now()
+    newcomer = tx["body"]["new_account"]
+    root = _member(referrer, now)["root"]
+    record = _member(newcomer, now)
+    record["joined"] = now
+    record["root"] = root
+    host.storage_set(encode("member:" + newcomer), record)
+    host.storage_set(encode("referral:" + newcomer), {"referrer": referrer, "root": root,
+                                                      "vouchers": []})
 
 
-def _activate(member, now):
-    """On a member's first post or attendance, pay their referrer referral_bonus, unless the
-    referrer already earned referral_cap_per_period bonuses in this period (periods are
-    consecutive windows of referral_period_ms); a capped bonus is not paid later."""
-    referral_key = encode("referral:" + member)
-    referrer = host.storage_get(referral_key)
-    if referrer is None:
-        return  # no referral pending: a founding member, or already active
-    host.storage_delete(referral_key)
+def _vouch(author, voter, now):
+    """An earning member of another tree upvoted the author: one voucher towards activation."""
+    key = encode("referral:" + author)
+    referral = host.storage_get(key)
+    if referral is None or voter in referral["vouchers"]:
+        return
+    if len(referral["vouchers"]) < host.param("activation_vouchers"):
+        append(referral["vouchers"], voter)
+        host.storage_set(key, referral)
+    _try_activate(author, now)
+
+
+def _try_activate(newcomer, now):
+    """Pay the referrer referral_points once the newcomer has been a member for
+    referral_min_age_ms and activation_vouchers earning members outside its tree upvoted it;
+    at most referral_cap_per_period bonuses per referrer and referral_tree_cap_per_period per
+    tree in each referral_period_ms (a capped bonus is forfeited)."""
+    key = encode("referral:" + newcomer)
+    referral = host.storage_get(key)
+    if referral is None or len(referral["vouchers"]) < host.param("activation_vouchers"):
+        return
+    joined = host.storage_get(encode("member:" + newcomer))["joined"]
+    if now < joined + host.param("referral_min_age_ms"):
+        return
+    host.storage_delete(key)
     period = now // host.param("referral_period_ms")
-    count_key = encode("referrals:" + referrer)
-    record = host.storage_get(count_key)
+    referrer = referral["referrer"]
+    if (_bump("referrals:" + referrer, period, host.param("referral_cap_per_period"))
+            and _bump("tree:" + referral["root"], period, host.param("referral_tree_cap_per_period"))):
+        _pay(referrer, "relationship", host.param("referral_points"), now)
+    else:
+        host.emit("referral_capped", {"referrer": referrer, "member": newcomer})
+
+
+def _bump(name, period, cap):
+    """Count one more in this period under name; False (and count nothing) at the cap."""
+    key = encode(name)
+    record = host.storage_get(key)
     if record is None or record["period"] != period:
         record = {"count": 0, "period": period}
-    if record["count"] >= host.param("referral_cap_per_period"):
-        host.emit("referral_capped", {"referrer": referrer, "member": member})
-        return
+    if record["count"] >= cap:
+        return False
     record["count"] += 1
-    host.storage_set(count_key, record)
-    host.award(referrer, "relationship", host.param("referral_bonus"))
+    host.storage_set(key, record)
+    return True
