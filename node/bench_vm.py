@@ -52,7 +52,7 @@ class _Chain:
         self.salt = 0
         setup = [self._tx(i, "post", self._post(f"target-{i}")) for i in range(_TARGETS)]
         setup += [self._tx(i, "post", self._post(f"event-{i}", event={
-            "starts_at": GENESIS_MS, "ends_at": GENESIS_MS + 10**9, "capacity": 10**6}))
+            "starts_at": GENESIS_MS, "ends_at": GENESIS_MS + 2 * 3_600_000, "capacity": 10**6}))
             for i in range(_EVENTS)]
         self.state = Layer(Layer(None, kv))
         for dimension in DIMENSIONS:  # funded pools, so that awards are paid (and written)

@@ -1,4 +1,5 @@
-"""The PNG of `cli.py simulate`: who earns what, how unequally, and when, in four panels.
+"""The PNG of `cli.py simulate`: who earns what, how unequally, and when, in four panels, with
+the griefers' harm in the title when it was measured.
 
 Drawn on a bare matplotlib Figure (Agg canvas), so no display and no pyplot global state is needed.
 """
@@ -7,9 +8,12 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from contracts import DIMENSIONS
-from node.simulate import GROUPS, SimResult, dimension_gini, group_stats
+from node.simulate import GRIEFERS, GROUPS, Harm, SimResult, dimension_gini, group_stats
 
-COLORS = {"honest": "tab:green", "sybil farm": "tab:orange", "self-vote ring": "tab:red"}
+COLORS = {"honest": "tab:green", "self-vote ring": "tab:red", "leaky ring": "salmon",
+          "sybil farm": "tab:orange", "event clique": "tab:purple", "whale": "tab:blue",
+          "comment spammers": "tab:brown", "stake passers": "tab:olive",
+          "slot squatters": "tab:gray", "post spam": "black"}
 
 
 def lorenz(values) -> tuple[list[float], list[float]]:
@@ -30,29 +34,33 @@ def _bars(ax, groups: tuple[str, ...], dims: tuple[str, ...], value, title: str,
     for i, group in enumerate(groups):
         bars = ax.bar([d + i * width for d in range(len(dims))], [value(group, d) for d in dims],
                       width, label=group, color=COLORS[group])
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, rotation=90, padding=2)
     ax.set_xticks([d + width * (len(groups) - 1) / 2 for d in range(len(dims))], dims)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
-    ax.legend()
+    ax.legend(fontsize=8)
 
 
-def plot(result: SimResult, path: Path | str) -> Path:
+def plot(result: SimResult, path: Path | str, harm: dict[str, Harm] | None = None) -> Path:
     stats = group_stats(result)
-    fig = Figure(figsize=(14, 10), layout="constrained")
+    fig = Figure(figsize=(18, 11), layout="constrained")
     (mean_ax, ratio_ax), (lorenz_ax, time_ax) = fig.subplots(2, 2)
     cfg = result.config
+    harms = "; ".join(f"{g} {h.harm:.0%}" for g, h in (harm or {}).items())
     fig.suptitle(f"{cfg.members} members, {cfg.days} days (seed {cfg.seed}): community-asset "
-                 "rewards under the default rules", fontsize=14)
+                 "rewards under the default rules"
+                 + (f"\nharm to the griefers' targets' content reward: {harms}" if harms else ""),
+                 fontsize=14)
 
     _bars(mean_ax, GROUPS, DIMENSIONS, lambda g, d: stats[g].mean(d) / 1000,
           "Mean reward per member", "CP")
     honest = stats["honest"]
-    _bars(ratio_ax, GROUPS[1:], DIMENSIONS + ("all",),
+    staked = tuple(g for g in GROUPS[1:] if g not in GRIEFERS)
+    _bars(ratio_ax, staked, DIMENSIONS + ("all",),
           lambda g, d: stats[g].per_stake(d) / honest.per_stake(d) if honest.per_stake(d) else 0,
           "Abusers' reward per CP staked, relative to honest members", "x honest")
     ratio_ax.axhline(1, color=COLORS["honest"], linestyle="--", label="honest")
-    ratio_ax.legend()
+    ratio_ax.legend(fontsize=8)
 
     ginis = dimension_gini(result)
     for i, dim in enumerate(DIMENSIONS + ("all",)):
@@ -63,7 +71,7 @@ def plot(result: SimResult, path: Path | str) -> Path:
     lorenz_ax.set_title("Lorenz curves across all members")
     lorenz_ax.set_xlabel("share of members, lowest rewards first")
     lorenz_ax.set_ylabel("share of rewards")
-    lorenz_ax.legend()
+    lorenz_ax.legend(fontsize=8)
 
     days = range(len(result.daily) + 1)
     for group in GROUPS:
@@ -75,7 +83,7 @@ def plot(result: SimResult, path: Path | str) -> Path:
     time_ax.set_title("Cumulative reward per member (all dimensions)")
     time_ax.set_xlabel("days since genesis")
     time_ax.set_ylabel("CP")
-    time_ax.legend()
+    time_ax.legend(fontsize=8)
 
     path = Path(path)
     fig.savefig(path, dpi=100)

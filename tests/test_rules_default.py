@@ -189,7 +189,7 @@ def test_upvotes_in_the_lockout_before_payout_do_not_count_downvotes_do(c):
 
 
 def test_every_matured_post_is_paid_within_the_budget_and_empty_posts_cost_one():
-    c = Community(payout_budget_per_round=10)
+    c = Community(payout_budget_per_round=10, posts_paid_per_day=12)
     c.member("alice")
     c.member("bob")
     for i in range(12):
@@ -198,6 +198,17 @@ def test_every_matured_post_is_paid_within_the_budget_and_empty_posts_cost_one()
     assert [c.round(WINDOW + 20).return_value for _ in range(3)] == [9, 3, 0]
     paid = [data["post"] for name, data in c.host.events if name == "payout"]
     assert paid == [f"alice/p{i}" for i in range(12)]
+
+
+def test_only_an_authors_first_posts_of_the_day_earn_and_count_votes(c):
+    for i in range(P["posts_paid_per_day"] + 1):
+        c.post("alice", f"p{i}")
+    extra = f"alice/p{P['posts_paid_per_day']}"
+    assert c.stored(f"post:{extra}") is None
+    c.vote("bob", extra, 10_000)                     # no record: nothing counted, nothing spent
+    assert c.stored("member:bob")["power"] == 10_000
+    c.post("alice", "tomorrow", at=DAY)
+    assert c.stored("post:alice/tomorrow") is not None
 
 
 def test_members_without_enough_active_stake_earn_nothing(c):

@@ -29,6 +29,7 @@ DEFAULT_PARAMS = {
     # content
     "payout_window_ms": 7 * DAY_MS,                # a post pays out 7 days after creation
     "payout_budget_per_round": 1000,               # posts + their votes paid per on_round
+    "posts_paid_per_day": 4,                       # an author's posts and comments that earn, a day
     "curation_bps": 2500,                          # 25% of a post's reward goes to its curators
     "curve_s": 100_000,                            # the reward curve's knee, in rshares
     "max_votes_per_post": 100,                     # votes kept per post (a full post drops its smallest)
@@ -62,6 +63,7 @@ PARAM_RANGES = {
     "min_earning_stake": (0, 10**12),
     "payout_window_ms": (SECOND_MS, 90 * DAY_MS),
     "payout_budget_per_round": (10, 5_000),
+    "posts_paid_per_day": (0, 1_000),
     "curation_bps": (0, 10_000),
     "curve_s": (1, 10**15),
     "max_votes_per_post": (1, 200),

@@ -1,19 +1,11 @@
 """Default community-asset rules, v2 (contract source: compiled by contracts.compiler, never imported).
 
-The chain calls these hooks after the base rules of a transaction have been applied:
-
-    on_post()           a post or comment was created: queue it for payout
-    on_vote()           a member voted on a post: spend voting power, weigh the post,
-                        participation points, maybe activate the author's referral
-    on_attend()         a member attended an event: attendance points within the caps
-    on_refer()          a member admitted a new member: remember the referral and the tree
-    on_round(number)    periodically: pay every matured post, within a budget per call
-
-Every reward is a share of what its pool actually holds: an amount of points (a claim) is paid
-pool * claim / recent_claims, where recent_claims are the dimension's claims of the last
+The chain calls on_post, on_vote, on_attend and on_refer after the base rules of such a tx, and
+on_round(number) periodically. Every reward is a share of what its pool actually holds: a claim
+is paid pool * claim / recent_claims, where recent_claims are the dimension's claims of the last
 claims_decay_ms (decaying linearly), so the pools pay out what issuance puts in, and no rate is
-fixed that abuse could multiply. Only an earning member (active stake of at least
-min_earning_stake) earns. contracts/README.md gives the reason for each defence below.
+fixed that abuse could multiply. Only a member with min_earning_stake of active stake earns.
+contracts/README.md gives the reason for each defence below.
 """
 
 BPS = 10000                     # basis points: 10000 = 100%
@@ -27,15 +19,17 @@ WEEK_MS = 7 * DAY_MS
 def _member(name, now):
     """A member's record: voting powers, the day's and the week's counters, its referral tree.
     Members without a record (founders, or members from before these rules) are their own
-    tree's root and joined long ago."""
+    tree's root. "pending": its referral waits for activation (see _try_activate)."""
     record = host.storage_get(encode("member:" + name))
     if record is None:
-        record = {"at": now, "attends": 0, "day": -1, "down": FULL_POWER, "joined": 0,
-                  "paid": 0, "power": FULL_POWER, "root": name, "selfs": 0, "week": -1}
+        record = {"at": now, "attends": 0, "day": -1, "down": FULL_POWER, "paid": 0,
+                  "pending": False, "posts": 0, "power": FULL_POWER, "root": name, "selfs": 0,
+                  "week": -1}
     today = now // DAY_MS
     if record["day"] != today:
         record["day"] = today
         record["paid"] = 0
+        record["posts"] = 0
         record["selfs"] = 0
     week = now // WEEK_MS
     if record["week"] != week:
@@ -44,23 +38,16 @@ def _member(name, now):
     return record
 
 
-def _earning(name):
-    return host.stake(name) >= host.param("min_earning_stake")
-
-
-def _pay(member, dimension, claim, now):
+def _pay(claims, member, dimension, claim):
     """Pay member claim's share of the dimension's pool: pool * claim / recent claims (this one
-    included), and at most max_payout_bps of the pool at once."""
+    added to `claims`, which the caller stores), and at most max_payout_bps of the pool."""
     if claim <= 0:
-        return 0
-    claims = _recent_claims(now)
+        return
     claims[dimension] += claim
-    host.storage_set(b"claims", claims)
     pool = host.pool(dimension)
     amount = min(pool * claim // claims[dimension], pool * host.param("max_payout_bps") // BPS)
     if amount > 0:
         host.award(member, dimension, amount)
-    return amount
 
 
 def _recent_claims(now):
@@ -80,86 +67,98 @@ def _recent_claims(now):
 # ---- content: posts earn from votes, curators share ----------------------------------------
 
 def on_post():
-    """Record the post and queue it for payout; an event keeps its organizer and length."""
+    """Record the post and queue it for payout, if it is one of its author's first
+    posts_paid_per_day posts and comments of the day (the rest earn nothing and count no
+    votes: a flood of posts cannot catch more of the members' votes); an event keeps its
+    organizer and length."""
     tx = host.tx()
     author = tx["sender"]
     body = tx["body"]
     ref = author + "/" + body["permlink"]
     now = host.now()
     member = _member(author, now)
-    # keys in canonical (sorted) order, as in every record here: it spares the encoder a sort
-    host.storage_set(encode("post:" + ref), {
-        "author": author,
-        "created_at": now,
-        "curation": 0,          # rshares of the upvotes that earn curation
-        "root": member["root"],  # the author's referral tree
-        "rshares": [],          # each counted vote's rshares
-        "score": 0,             # net rshares: upvotes minus downvotes
-        "voters": [],           # who cast them
-    })
+    member["posts"] += 1
+    if member["posts"] <= host.param("posts_paid_per_day"):
+        # keys in canonical (sorted) order, as in every record here: it spares the encoder a sort
+        host.storage_set(encode("post:" + ref), {
+            "author": author,
+            "created_at": now,
+            "curation": 0,                 # rshares of the upvotes that earn curation
+            "pending": member["pending"],  # the author's referral waits for vouchers
+            "root": member["root"],        # the author's referral tree
+            "rshares": [],                 # each counted vote's rshares
+            "score": 0,                    # net rshares: upvotes minus downvotes
+            "voters": [],                  # who cast them
+        })
+        queue = _queue()
+        host.storage_set(encode("queue:" + str(queue["tail"])), ref)
+        queue["tail"] += 1
+        host.storage_set(b"queue", queue)
     if "event" in body:
         event = body["event"]
         host.storage_set(encode("event:" + ref), {"length": event["ends_at"] - event["starts_at"],
                                                   "organizer": author})
-    tail = _counter(b"counter:queue_tail")
-    host.storage_set(encode("queue:" + str(tail)), ref)
-    host.storage_set(b"counter:queue_tail", tail + 1)
-    _try_activate(author, now)
+    if member["pending"]:
+        member["pending"] = _try_activate(author, now)
+    host.storage_set(encode("member:" + author), member)
 
 
-def _counter(key):
-    value = host.storage_get(key)
-    if value is None:
-        return 0
-    return value
+def _queue():
+    """The payout queue's bounds: posts head .. tail - 1 wait, in creation order."""
+    queue = host.storage_get(b"queue")
+    if queue is None:
+        return {"head": 0, "tail": 0}
+    return queue
 
 
 def on_vote():
-    """A vote on a post: weigh it on the post, then participation points for a first, counted
-    vote on another tree's post, and count it towards activating the author's referral."""
-    body = host.tx()["body"]
+    """A vote on a post: weigh it on the post, participation points, a referral vouch."""
+    tx = host.tx()
+    body = tx["body"]
     if "post" not in body:
         return  # a vote for a block producer, not on content
-    voter = host.tx()["sender"]
+    voter = tx["sender"]
     now = host.now()
     member = _member(voter, now)
     post_key = encode("post:" + body["post"])
     post = host.storage_get(post_key)
     # no record: already paid out, or created before these rules were installed
-    first = post is not None and voter not in post["voters"]
-    counted = post is not None and _count_vote(voter, member, post, body["weight"], now)
-    if counted:
-        host.storage_set(post_key, post)
-        outside = post["root"] != member["root"] and voter != post["author"]
-        if first and outside and _earning(voter):
-            if member["paid"] < host.param("participation_votes_per_day"):
+    if post is not None:
+        first = voter not in post["voters"]
+        stake = host.stake(voter)
+        rshares = _count_vote(voter, member, post, body["weight"], stake, now)
+        if rshares != 0:
+            host.storage_set(post_key, post)
+            claims = _recent_claims(now)
+            if rshares > 0 and voter != post["author"]:
+                claims["content"] += rshares
+            # a first vote of an earning member on another tree's post: participation, a vouch
+            judged = first and post["root"] != member["root"] and voter != post["author"]
+            judged = judged and stake >= host.param("min_earning_stake")
+            if judged and member["paid"] < host.param("participation_votes_per_day"):
                 member["paid"] += 1
-                _pay(voter, "behaviour", host.param("participation_points"), now)
-            if body["weight"] > 0:
+                _pay(claims, voter, "behaviour", host.param("participation_points"))
+            host.storage_set(b"claims", claims)
+            if judged and rshares > 0 and post["pending"]:
                 _vouch(post["author"], voter, now)
+    if member["pending"]:
+        member["pending"] = _try_activate(voter, now)
     host.storage_set(encode("member:" + voter), member)
-    _try_activate(voter, now)
 
 
-def _count_vote(voter, member, post, weight, now):
-    """Record the vote's rshares in the post; False if it does not count.
-
-    An upvote spends power * weight / BPS / vote_power_divisor of the member's voting power
-    (which refills linearly to FULL_POWER over vote_regen_ms): the more one votes, the less each
-    vote weighs, so splitting votes or stake over many posts gains nothing. A downvote spends
-    the same share of a separate, free downvote power (downvote_power_bps of FULL_POWER). A
-    vote's rshares = active stake * power spent / FULL_POWER. A self-vote is capped at
-    self_vote_max_bps and self_votes_per_day; upvotes in the last upvote_lockout_ms before
-    payout, and votes carrying no rshares, do not count. A second vote replaces the first. A
-    full post drops its smallest vote for a larger one.
-    """
+def _count_vote(voter, member, post, weight, stake, now):
+    """Record the vote's rshares (active stake * power spent / FULL_POWER) in the post and
+    return them; 0 if it does not count. A vote spends power * weight / BPS / divisor of the
+    member's upvote or free downvote power, each refilling linearly over vote_regen_ms: the
+    more one votes, the less each vote weighs. A second vote replaces the first; a full post
+    drops its smallest vote for a larger one."""
     author = post["author"]
     due = post["created_at"] + host.param("payout_window_ms")
     if weight > 0 and now >= due - host.param("upvote_lockout_ms"):
-        return False
+        return 0
     if voter == author:
         if member["selfs"] >= host.param("self_votes_per_day"):
-            return False
+            return 0
         member["selfs"] += 1
         weight = min(weight, host.param("self_vote_max_bps"))
     regen = host.param("vote_regen_ms")
@@ -175,18 +174,20 @@ def _count_vote(voter, member, post, weight, now):
     else:
         spent = member["down"] * -weight // BPS // divisor
         member["down"] -= spent
-    rshares = host.stake(voter) * spent // FULL_POWER
+    rshares = stake * spent // FULL_POWER
     if rshares == 0:
-        return False
+        return 0
     if weight < 0:
         rshares = -rshares
     voters = post["voters"]
     rshares_of = post["rshares"]
     index = _slot(voters, rshares_of, voter, rshares)
     if index < 0:
-        return False
+        return 0
     if index < len(voters):  # the member's earlier vote, or the smallest one, goes
-        _unweigh(post, voters[index], rshares_of[index])
+        post["score"] -= rshares_of[index]
+        if rshares_of[index] > 0 and voters[index] != author:
+            post["curation"] -= rshares_of[index]
         voters[index] = voter
         rshares_of[index] = rshares
     else:
@@ -195,33 +196,27 @@ def _count_vote(voter, member, post, weight, now):
     post["score"] += rshares
     if rshares > 0 and voter != author:
         post["curation"] += rshares
-        claims = _recent_claims(now)
-        claims["content"] += rshares
-        host.storage_set(b"claims", claims)
-    return True
+    return rshares
 
 
 def _slot(voters, rshares_of, voter, rshares):
     """Where the vote goes: the voter's earlier vote, a free place, the place of the smallest
     vote if that is smaller than this one, or -1 (it does not count)."""
     count = len(voters)
-    smallest = -1
-    for index in range(count):
-        if voters[index] == voter:
-            return index
-        if smallest < 0 or abs(rshares_of[index]) < abs(rshares_of[smallest]):
-            smallest = index
+    if voter in voters:
+        index = 0
+        while voters[index] != voter:
+            index += 1
+        return index
     if count < host.param("max_votes_per_post"):
         return count
+    smallest = 0
+    for index in range(1, count):
+        if abs(rshares_of[index]) < abs(rshares_of[smallest]):
+            smallest = index
     if abs(rshares_of[smallest]) < abs(rshares):
         return smallest
     return -1
-
-
-def _unweigh(post, voter, rshares):
-    post["score"] -= rshares
-    if rshares > 0 and voter != post["author"]:
-        post["curation"] -= rshares
 
 
 def on_round(round_number):
@@ -230,11 +225,10 @@ def on_round(round_number):
     now = host.now()
     window = host.param("payout_window_ms")
     budget = host.param("payout_budget_per_round")
-    head = _counter(b"counter:queue_head")
-    tail = _counter(b"counter:queue_tail")
+    queue = _queue()
     paid = 0
-    while budget > 0 and head < tail:
-        queue_key = encode("queue:" + str(head))
+    while budget > 0 and queue["head"] < queue["tail"]:
+        queue_key = encode("queue:" + str(queue["head"]))
         ref = host.storage_get(queue_key)
         post = host.storage_get(encode("post:" + ref))
         if post["created_at"] + window > now:
@@ -242,10 +236,10 @@ def on_round(round_number):
         budget -= 1 + len(post["voters"])
         _pay_out(ref, post, now)
         host.storage_delete(queue_key)
-        head += 1
+        queue["head"] += 1
         paid += 1
     if paid > 0:
-        host.storage_set(b"counter:queue_head", head)
+        host.storage_set(b"queue", queue)
         host.emit("round", {"round": round_number, "paid_posts": paid})
     return paid
 
@@ -309,14 +303,17 @@ def on_attend():
         pair["count"] += 1
         host.storage_set(pair_key, pair)
         member["attends"] += 1
-        _pay(attendee, "behaviour", points, now)
+        claims = _recent_claims(now)
+        _pay(claims, attendee, "behaviour", points)
+        host.storage_set(b"claims", claims)
+    if member["pending"]:
+        member["pending"] = _try_activate(attendee, now)
     host.storage_set(encode("member:" + attendee), member)
-    _try_activate(attendee, now)
 
 
 def _attendance_counts(attendee, member, event, now):
     organizer = event["organizer"]
-    if attendee == organizer or not _earning(attendee):
+    if attendee == organizer or host.stake(attendee) < host.param("min_earning_stake"):
         return False
     if event["length"] < host.param("min_event_ms") or event["length"] > host.param("max_event_ms"):
         return False
@@ -344,11 +341,11 @@ def on_refer():
     newcomer = tx["body"]["new_account"]
     root = _member(referrer, now)["root"]
     record = _member(newcomer, now)
-    record["joined"] = now
+    record["pending"] = True
     record["root"] = root
     host.storage_set(encode("member:" + newcomer), record)
-    host.storage_set(encode("referral:" + newcomer), {"referrer": referrer, "root": root,
-                                                      "vouchers": []})
+    host.storage_set(encode("referral:" + newcomer), {"joined": now, "referrer": referrer,
+                                                      "root": root, "vouchers": []})
 
 
 def _vouch(author, voter, now):
@@ -367,22 +364,26 @@ def _try_activate(newcomer, now):
     """Pay the referrer referral_points once the newcomer has been a member for
     referral_min_age_ms and activation_vouchers earning members outside its tree upvoted it;
     at most referral_cap_per_period bonuses per referrer and referral_tree_cap_per_period per
-    tree in each referral_period_ms (a capped bonus is forfeited)."""
+    tree in each referral_period_ms (a capped bonus is forfeited). True while it still waits."""
     key = encode("referral:" + newcomer)
     referral = host.storage_get(key)
-    if referral is None or len(referral["vouchers"]) < host.param("activation_vouchers"):
-        return
-    joined = host.storage_get(encode("member:" + newcomer))["joined"]
-    if now < joined + host.param("referral_min_age_ms"):
-        return
+    if referral is None:
+        return False
+    if len(referral["vouchers"]) < host.param("activation_vouchers"):
+        return True
+    if now < referral["joined"] + host.param("referral_min_age_ms"):
+        return True
     host.storage_delete(key)
     period = now // host.param("referral_period_ms")
     referrer = referral["referrer"]
     if (_bump("referrals:" + referrer, period, host.param("referral_cap_per_period"))
             and _bump("tree:" + referral["root"], period, host.param("referral_tree_cap_per_period"))):
-        _pay(referrer, "relationship", host.param("referral_points"), now)
+        claims = _recent_claims(now)
+        _pay(claims, referrer, "relationship", host.param("referral_points"))
+        host.storage_set(b"claims", claims)
     else:
         host.emit("referral_capped", {"referrer": referrer, "member": newcomer})
+    return False
 
 
 def _bump(name, period, cap):
