@@ -145,6 +145,29 @@ def test_downvotes_spend_a_separate_free_power(c):
     assert member["power"] == 10_000 and member["down"] == 2500 - down
 
 
+def test_an_upvote_for_a_recent_upvoter_counts_less_vote_trading(c):
+    c.post("alice", "p")
+    c.post("bob", "q")
+    c.vote("bob", "alice/p", 10_000)                 # bob is now one of alice's fans
+    c.vote("alice", "bob/q", 10_000)                 # so alice's vote back counts 25%
+    full = STAKE * (10_000 // 2) // 10_000
+    assert c.stored("post:bob/q")["rshares"] == [full * P["reciprocal_vote_bps"] // 10_000]
+    assert c.stored("fans:alice") == {"bob": 0} and c.stored("fans:bob") == {"alice": 0}
+    c.post("bob", "later", at=P["reciprocity_ms"])
+    c.vote("alice", "bob/later", 10_000, at=P["reciprocity_ms"])  # a week on: it counts fully
+    assert c.stored("post:bob/later")["rshares"][0] > full // 2
+
+
+def test_a_member_remembers_its_latest_fans_only():
+    c = Community(max_fans=2)
+    for name in ("alice", "bob", "carol", "dave"):
+        c.member(name)
+    c.post("alice", "p")
+    for at, voter in enumerate(("bob", "carol", "dave")):
+        c.vote(voter, "alice/p", 10_000, at=at)
+    assert c.stored("fans:alice") == {"carol": 1, "dave": 2}
+
+
 def test_a_downvote_can_zero_the_reward(c):
     c.post("alice", "p")
     c.vote("bob", "alice/p", 1_000)
@@ -352,3 +375,15 @@ def test_bench_reports_every_hook_within_its_gas_limit():
     assert set(report["hooks"]) == {"on_post", "on_vote", "on_attend", "on_refer", "on_round"}
     for hook, figures in report["hooks"].items():
         assert 0 < figures["gas"] <= HOOK_GAS_LIMITS[hook]
+
+
+def test_every_parameter_has_a_range_and_is_documented():
+    from pathlib import Path
+
+    from contracts.rules import PARAM_RANGES
+    readme = (Path(__file__).resolve().parent.parent / "contracts" / "README.md").read_text()
+    assert set(PARAM_RANGES) == set(P)
+    for name, value in P.items():
+        lo, hi = PARAM_RANGES[name]
+        assert lo <= value <= hi, name
+        assert f"| `{name}` | {value} |" in readme, name

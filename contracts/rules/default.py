@@ -57,9 +57,8 @@ def _recent_claims(now):
         return {"at": now, "behaviour": 0, "content": 0, "relationship": 0}
     decay = host.param("claims_decay_ms")
     left = max(0, decay - (now - claims["at"]))
-    claims["behaviour"] = claims["behaviour"] * left // decay
-    claims["content"] = claims["content"] * left // decay
-    claims["relationship"] = claims["relationship"] * left // decay
+    for dimension in ["behaviour", "content", "relationship"]:
+        claims[dimension] = claims[dimension] * left // decay
     claims["at"] = now
     return claims
 
@@ -79,17 +78,12 @@ def on_post():
     member = _member(author, now)
     member["posts"] += 1
     if member["posts"] <= host.param("posts_paid_per_day"):
-        # keys in canonical (sorted) order, as in every record here: it spares the encoder a sort
+        # keys in canonical (sorted) order, as in every record here: it spares the encoder a
+        # sort. curation: the rshares of upvotes that earn curation; score: net rshares; the
+        # i-th kept vote is voters[i] with rshares[i]; root: the author's referral tree
         host.storage_set(encode("post:" + ref), {
-            "author": author,
-            "created_at": now,
-            "curation": 0,                 # rshares of the upvotes that earn curation
-            "pending": member["pending"],  # the author's referral waits for vouchers
-            "root": member["root"],        # the author's referral tree
-            "rshares": [],                 # each counted vote's rshares
-            "score": 0,                    # net rshares: upvotes minus downvotes
-            "voters": [],                  # who cast them
-        })
+            "author": author, "created_at": now, "curation": 0, "pending": member["pending"],
+            "root": member["root"], "rshares": [], "score": 0, "voters": []})
         queue = _queue()
         host.storage_set(encode("queue:" + str(queue["tail"])), ref)
         queue["tail"] += 1
@@ -139,6 +133,8 @@ def on_vote():
                 member["paid"] += 1
                 _pay(claims, voter, "behaviour", host.param("participation_points"))
             host.storage_set(b"claims", claims)
+            if rshares > 0 and voter != post["author"]:
+                _add_fan(post["author"], voter, now)
             if judged and rshares > 0 and post["pending"]:
                 _vouch(post["author"], voter, now)
     if member["pending"]:
@@ -175,6 +171,10 @@ def _count_vote(voter, member, post, weight, stake, now):
         spent = member["down"] * -weight // BPS // divisor
         member["down"] -= spent
     rshares = stake * spent // FULL_POWER
+    if weight > 0 and voter != author:  # vote trading: an upvote for a recent fan counts less
+        fans = host.storage_get(encode("fans:" + voter))
+        if fans is not None and author in fans and now < fans[author] + host.param("reciprocity_ms"):
+            rshares = rshares * host.param("reciprocal_vote_bps") // BPS
     if rshares == 0:
         return 0
     if weight < 0:
@@ -197,6 +197,22 @@ def _count_vote(voter, member, post, weight, stake, now):
     if rshares > 0 and voter != author:
         post["curation"] += rshares
     return rshares
+
+
+def _add_fan(author, voter, now):
+    """Remember that voter upvoted author, keeping the max_fans latest fans."""
+    key = encode("fans:" + author)
+    fans = host.storage_get(key)
+    if fans is None:
+        fans = {}
+    if voter not in fans and len(fans) >= host.param("max_fans"):
+        oldest = voter
+        for fan in fans:
+            if oldest == voter or fans[fan] < fans[oldest]:
+                oldest = fan
+        del fans[oldest]
+    fans[voter] = now
+    host.storage_set(key, fans)
 
 
 def _slot(voters, rshares_of, voter, rshares):
@@ -245,10 +261,8 @@ def on_round(round_number):
 
 
 def _pay_out(ref, post, now):
-    """The post's claim is curve(score), convergent-linear: about score / 2 for a small score,
-    score for a large one, so many small self-made scores earn less than one honest one. Its
-    reward is paid from the content pool as a share (see _pay) and split: curators share
-    curation_bps by rshares, the author gets the rest, rounding dust included."""
+    """Pay the post's claim, curve(score), as a share of the content pool (see _pay): curators
+    share curation_bps by rshares, the author gets the rest, rounding dust included."""
     score = post["score"]
     reward = 0
     if score > 0:
@@ -291,17 +305,11 @@ def on_attend():
     member = _member(attendee, now)
     event = host.storage_get(encode("event:" + tx["body"]["event"]))
     if event is not None and _attendance_counts(attendee, member, event, now):
-        organizer = event["organizer"]
-        pair_key = encode("pair:" + attendee + ":" + organizer)
-        period = now // host.param("repeat_period_ms")
-        pair = host.storage_get(pair_key)
-        if pair is None or pair["period"] != period:
-            pair = {"count": 0, "period": period}
+        repeats = _bump("pair:" + attendee + ":" + event["organizer"],
+                        now // host.param("repeat_period_ms"), 1000)
         points = host.param("attend_points")
-        for _ in range(min(pair["count"], 16)):
+        for _ in range(min(repeats, 16)):
             points = points // 2
-        pair["count"] += 1
-        host.storage_set(pair_key, pair)
         member["attends"] += 1
         claims = _recent_claims(now)
         _pay(claims, attendee, "behaviour", points)
@@ -312,6 +320,7 @@ def on_attend():
 
 
 def _attendance_counts(attendee, member, event, now):
+    """Whether the attendance pays (and if so, one more for its organizer this week)."""
     organizer = event["organizer"]
     if attendee == organizer or host.stake(attendee) < host.param("min_earning_stake"):
         return False
@@ -319,16 +328,8 @@ def _attendance_counts(attendee, member, event, now):
         return False
     if member["attends"] >= host.param("attends_per_week"):
         return False
-    key = encode("organized:" + organizer)
-    record = host.storage_get(key)
     week = now // WEEK_MS
-    if record is None or record["week"] != week:
-        record = {"count": 0, "week": week}
-    if record["count"] >= host.param("organizer_attends_per_week"):
-        return False
-    record["count"] += 1
-    host.storage_set(key, record)
-    return True
+    return _bump("organized:" + organizer, week, host.param("organizer_attends_per_week")) >= 0
 
 
 # ---- relationship: a referral pays once the newcomer is valued by other trees -----------------
@@ -361,23 +362,22 @@ def _vouch(author, voter, now):
 
 
 def _try_activate(newcomer, now):
-    """Pay the referrer referral_points once the newcomer has been a member for
-    referral_min_age_ms and activation_vouchers earning members outside its tree upvoted it;
-    at most referral_cap_per_period bonuses per referrer and referral_tree_cap_per_period per
-    tree in each referral_period_ms (a capped bonus is forfeited). True while it still waits."""
+    """Pay the referrer once the newcomer is referral_min_age_ms old and activation_vouchers
+    members of other trees vouched, within the caps per referrer and per tree of the period (a
+    capped bonus is forfeited). True while the referral still waits."""
     key = encode("referral:" + newcomer)
     referral = host.storage_get(key)
     if referral is None:
         return False
-    if len(referral["vouchers"]) < host.param("activation_vouchers"):
-        return True
-    if now < referral["joined"] + host.param("referral_min_age_ms"):
+    if (len(referral["vouchers"]) < host.param("activation_vouchers")
+            or now < referral["joined"] + host.param("referral_min_age_ms")):
         return True
     host.storage_delete(key)
     period = now // host.param("referral_period_ms")
     referrer = referral["referrer"]
-    if (_bump("referrals:" + referrer, period, host.param("referral_cap_per_period"))
-            and _bump("tree:" + referral["root"], period, host.param("referral_tree_cap_per_period"))):
+    if (_bump("referrals:" + referrer, period, host.param("referral_cap_per_period")) >= 0
+            and _bump("tree:" + referral["root"], period,
+                      host.param("referral_tree_cap_per_period")) >= 0):
         claims = _recent_claims(now)
         _pay(claims, referrer, "relationship", host.param("referral_points"))
         host.storage_set(b"claims", claims)
@@ -387,13 +387,14 @@ def _try_activate(newcomer, now):
 
 
 def _bump(name, period, cap):
-    """Count one more in this period under name; False (and count nothing) at the cap."""
+    """Count one more in this period under name and return the count before; -1 (and count
+    nothing) at the cap."""
     key = encode(name)
     record = host.storage_get(key)
     if record is None or record["period"] != period:
         record = {"count": 0, "period": period}
     if record["count"] >= cap:
-        return False
+        return -1
     record["count"] += 1
     host.storage_set(key, record)
-    return True
+    return record["count"] - 1
