@@ -66,10 +66,9 @@ def _recent_claims(now):
 # ---- content: posts earn from votes, curators share ----------------------------------------
 
 def on_post():
-    """Record the post and queue it for payout, if it is one of its author's first
-    posts_paid_per_day posts and comments of the day (the rest earn nothing and count no
-    votes: a flood of posts cannot catch more of the members' votes); an event keeps its
-    organizer and length."""
+    """Record the post (an event: its organizer and length) and queue it for payout, if it is
+    one of its author's first posts_paid_per_day posts and comments of the day (the rest earn,
+    and their attendances pay, nothing: a flood of posts cannot catch more members' votes)."""
     tx = host.tx()
     author = tx["sender"]
     body = tx["body"]
@@ -88,10 +87,10 @@ def on_post():
         host.storage_set(encode("queue:" + str(queue["tail"])), ref)
         queue["tail"] += 1
         host.storage_set(b"queue", queue)
-    if "event" in body:
-        event = body["event"]
-        host.storage_set(encode("event:" + ref), {"length": event["ends_at"] - event["starts_at"],
-                                                  "organizer": author})
+        if "event" in body:  # kept until the post is paid out, like the post
+            event = body["event"]
+            host.storage_set(encode("event:" + ref), {
+                "length": event["ends_at"] - event["starts_at"], "organizer": author})
     if member["pending"]:
         member["pending"] = _try_activate(author, now)
     host.storage_set(encode("member:" + author), member)
