@@ -166,7 +166,8 @@ def test_a_rules_upgrade_changes_awards_from_its_effective_height_on_every_node(
     producers = [member_wallet(net, i) for i in range(VALIDATORS)]
     early, late = member_wallet(net, VALIDATORS + 2), member_wallet(net, VALIDATORS + 3)
     source = default_rules_source().replace(
-        "    _activate(author, now)\n", "    host.award(author, \"content\", 777)\n    _activate(author, now)\n", 1)
+        "    member = _member(author, now)\n",
+        "    member = _member(author, now)\n    host.award(author, \"content\", 777)\n", 1)
     assert "777" in source
     with Client(net.urls[0]) as c:
         assert c.submit(early.post("before", "before", "text"), wait="final", timeout_s=20)["status"] == "final"
