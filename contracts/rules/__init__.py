@@ -65,7 +65,8 @@ PARAM_RANGES = {
     "max_payout_bps": (1, 10_000),
     "min_earning_stake": (0, 10**12),
     "payout_window_ms": (SECOND_MS, 90 * DAY_MS),
-    "payout_budget_per_round": (10, 5_000),
+    # 1,500 posts without votes, the longest names: 2.2M of on_round's 5M gas, ~3 of its 4 MiB
+    "payout_budget_per_round": (10, 1_500),
     "posts_paid_per_day": (0, 1_000),
     "curation_bps": (0, 10_000),
     "curve_s": (1, 10**15),

@@ -242,6 +242,7 @@ def on_round(round_number):
     budget = host.param("payout_budget_per_round")
     queue = _queue()
     paid = 0
+    rewards = 0
     while budget > 0 and queue["head"] < queue["tail"]:
         queue_key = encode("queue:" + str(queue["head"]))
         ref = host.storage_get(queue_key)
@@ -249,27 +250,28 @@ def on_round(round_number):
         if post["created_at"] + window > now:
             break  # the queue is in creation order: nothing after this has matured either
         budget -= 1 + len(post["voters"])
-        _pay_out(ref, post, now)
+        rewards += _pay_out(ref, post, now)
         host.storage_delete(queue_key)
         queue["head"] += 1
         paid += 1
     if paid > 0:
         host.storage_set(b"queue", queue)
-        host.emit("round", {"round": round_number, "paid_posts": paid})
+        # one event per round: a call emits at most 64, and a round may pay hundreds of posts
+        host.emit("round", {"paid_posts": paid, "rewards": rewards, "round": round_number})
     return paid
 
 
 def _pay_out(ref, post, now):
     """Pay the post's claim, curve(score), as a share of the content pool (see _pay): curators
     share curation_bps by rshares, the author gets the rest, rounding dust included."""
-    score = post["score"]
     reward = 0
-    if score > 0:
+    claim = 0
+    if post["score"] > 0:  # the curve is 0 for a tiny score: no reward
         s = host.param("curve_s")
-        claim = score * (score + 2 * s) // (score + 4 * s)
+        claim = post["score"] * (post["score"] + 2 * s) // (post["score"] + 4 * s)
+    if claim > 0:
         pool = host.pool("content")
-        claims = _recent_claims(now)
-        reward = min(pool * claim // max(claims["content"], claim),
+        reward = min(pool * claim // max(_recent_claims(now)["content"], claim),
                      pool * host.param("max_payout_bps") // BPS)
     to_curators = 0
     if reward > 0 and post["curation"] > 0:
@@ -287,8 +289,7 @@ def _pay_out(ref, post, now):
         host.award(post["author"], "content", reward - to_curators)
     host.storage_delete(encode("post:" + ref))
     host.storage_delete(encode("event:" + ref))
-    host.emit("payout", {"post": ref, "author": post["author"], "reward": reward,
-                         "curation": to_curators})
+    return reward
 
 
 # ---- behaviour: attending events -----------------------------------------------------------
