@@ -69,8 +69,6 @@ POST_STATE = {'accounts': {'alice': (2984, 1000, 5000),
               'erin': (762, 482, 0)},
  'pools': {'content': 81000, 'behaviour': 6246, 'relationship': 45000},
  'storage': {b'claims': {'at': 10000, 'behaviour': 1393, 'content': 2599909, 'relationship': 5000},
-             b'fans:bob': {'alice': 4000, 'carol': 5000},
-             b'fans:dave': {'alice': 9500, 'bob': 9000, 'erin': 10000},
              b'member:alice': {'at': 9500,
                                'attends': 0,
                                'day': 0,
@@ -130,14 +128,19 @@ POST_STATE = {'accounts': {'alice': (2984, 1000, 5000),
              b'pair:carol:bob': {'count': 1, 'period': 0},
              b'queue': {'head': 2, 'tail': 2},
              b'referrals:alice': {'count': 1, 'period': 0},
-             b'tree:alice': {'count': 1, 'period': 0}},
+             b'tree:alice': {'count': 1, 'period': 0},
+             b'upvoted:alice>bob': 4000,
+             b'upvoted:alice>dave': 9500,
+             b'upvoted:bob>dave': 9000,
+             b'upvoted:carol>bob': 5000,
+             b'upvoted:erin>dave': 10000},
  'events': [('round', {'paid_posts': 1, 'rewards': 10000, 'round': 1}),
             ('round', {'paid_posts': 1, 'rewards': 9000, 'round': 2})]}
 
 # Gas of each call above. Gas decides whether a call fits its limit, so it is consensus: a change
 # here means the gas schedule, the compiler or the rules changed, and must be deliberate.
 # (Last change: the v2 rules, with the host's now(), stake() and pool().)
-GAS = [2416, 4172, 3826, 5583, 5875, 4340, 4159, 5043, 1622, 7139, 5348, 10813, 4817, 4594]
+GAS = [2416, 4172, 3826, 5349, 5600, 4340, 4159, 5043, 1622, 6875, 5081, 10501, 4817, 4594]
 
 
 def _replay():

@@ -13,7 +13,7 @@ HOUR = 3_600_000
 # (payouts, lockouts, activations, claims decayed to nothing)
 PARAMS = dict(DEFAULT_PARAMS, max_votes_per_post=3, payout_window_ms=2 * HOUR,
               upvote_lockout_ms=HOUR // 2, referral_min_age_ms=HOUR, activation_vouchers=2,
-              payout_budget_per_round=5, claims_decay_ms=HOUR, max_fans=2)
+              payout_budget_per_round=5, claims_decay_ms=HOUR)
 
 member = st.sampled_from(MEMBERS)
 permlink = st.sampled_from(("a", "b", "c"))

@@ -41,7 +41,6 @@ DEFAULT_PARAMS = {
     "self_votes_per_day": 1,                       # and one self-vote a day counts
     "reciprocal_vote_bps": 2500,                   # an upvote for one's recent upvoter counts 25%
     "reciprocity_ms": 7 * DAY_MS,                  # recent: in the last 7 days
-    "max_fans": 64,                                # upvoters remembered per member
     # behaviour
     "participation_points": 100,                   # per first counted vote on another tree's post
     "participation_votes_per_day": 1,              # such votes paid per day
@@ -79,7 +78,6 @@ PARAM_RANGES = {
     "self_votes_per_day": (0, 100),
     "reciprocal_vote_bps": (0, 10_000),
     "reciprocity_ms": (0, 90 * DAY_MS),
-    "max_fans": (1, 256),
     "participation_points": (0, 10**9),
     "participation_votes_per_day": (0, 100),
     "attend_points": (0, 10**9),

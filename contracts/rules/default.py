@@ -133,7 +133,8 @@ def on_vote():
                 _pay(claims, voter, "behaviour", host.param("participation_points"))
             host.storage_set(b"claims", claims)
             if rshares > 0 and voter != post["author"]:
-                _add_fan(post["author"], voter, now)
+                # remembered per pair: a bounded list could be flushed by throwaway upvoters
+                host.storage_set(encode("upvoted:" + voter + ">" + post["author"]), now)
             if judged and rshares > 0 and post["pending"]:
                 _vouch(post["author"], voter, now)
     if member["pending"]:
@@ -171,8 +172,8 @@ def _count_vote(voter, member, post, weight, stake, now):
         member["down"] -= spent
     rshares = stake * spent // FULL_POWER
     if weight > 0 and voter != author:  # vote trading: an upvote for a recent fan counts less
-        fans = host.storage_get(encode("fans:" + voter))
-        if fans is not None and author in fans and now < fans[author] + host.param("reciprocity_ms"):
+        upvoted = host.storage_get(encode("upvoted:" + author + ">" + voter))
+        if upvoted is not None and now < upvoted + host.param("reciprocity_ms"):
             rshares = rshares * host.param("reciprocal_vote_bps") // BPS
     if rshares == 0:
         return 0
@@ -196,22 +197,6 @@ def _count_vote(voter, member, post, weight, stake, now):
     if rshares > 0 and voter != author:
         post["curation"] += rshares
     return rshares
-
-
-def _add_fan(author, voter, now):
-    """Remember that voter upvoted author, keeping the max_fans latest fans."""
-    key = encode("fans:" + author)
-    fans = host.storage_get(key)
-    if fans is None:
-        fans = {}
-    if voter not in fans and len(fans) >= host.param("max_fans"):
-        oldest = voter
-        for fan in fans:
-            if oldest == voter or fans[fan] < fans[oldest]:
-                oldest = fan
-        del fans[oldest]
-    fans[voter] = now
-    host.storage_set(key, fans)
 
 
 def _slot(voters, rshares_of, voter, rshares):
