@@ -18,7 +18,8 @@ from node import simulate as sim
 RING_PCT, FARM_PCT = 5, 5        # of the members; the leaky ring is as large as the ring
 RING_VOTES_PER_DAY = 10          # 10 full votes a day spend what regenerates (2% each, 20%/day)
 LEAK = 0.3                       # the leaky ring's share of votes on honest posts, to look honest
-MIN_FAKES = 12                   # more than one period's referral cap even in a small run
+MIN_FAKES = 9                    # more than one period's referral cap even in a small run
+ACCOMPLICES = 3                  # the farm's founders of other trees, who vouch for each fake
 REFERRALS_PER_REFERRER = 5       # the farmer and each fake refer at most this many fakes
 FAKE_VOTES_PER_DAY = 10          # what the daily participation cap pays for
 TOKEN_QUALITY = 0.05             # a token post or a spam comment: little worth to anyone
@@ -42,7 +43,7 @@ def sizes(members: int) -> dict[str, int]:
     honest population is the same in both runs of `griefing_harm`)."""
     ring = max(3, members * RING_PCT // 100)
     return {"self-vote ring": ring, "leaky ring": ring,
-            "sybil farm": max(1 + MIN_FAKES, members * FARM_PCT // 100),
+            "sybil farm": max(1 + ACCOMPLICES + MIN_FAKES, members * FARM_PCT // 100),
             "event clique": 1 + CLIQUE_FRIENDS, "whale": 2, "comment spammers": COMMENT_SPAMMERS,
             "stake passers": PASSERS,
             "slot squatters": 1 + members * SQUATTER_PCT // 100,  # and the sponsor who refers them
@@ -64,7 +65,7 @@ class Adversaries:
         size = sizes(c.cfg.members)
         for group, prefix in (("self-vote ring", "ring"), ("leaky ring", "leaky")):
             self._add_group(group, [f"{prefix}-{i:03d}" for i in range(1, size[group] + 1)], 1.0)
-        self._add_farm(size["sybil farm"] - 1)
+        self._add_farm(size["sybil farm"] - 1 - ACCOMPLICES)
         self._add_group("event clique", ["organizer"] + [f"friend-{i:02d}" for i in
                                                          range(1, CLIQUE_FRIENDS + 1)], None)
         self._add_group("comment spammers",
@@ -99,10 +100,15 @@ class Adversaries:
 
     def _add_farm(self, fakes: int) -> None:
         """The farmer holds the farm's stake but the fakes' welcomes, which it passes down the
-        referral tree with a referral fee for each fake that refers others."""
+        referral tree with a referral fee for each fake that refers others, and but the
+        accomplices' stake: founders of their own trees, as the rules want a referral's vouchers
+        to be, each with a mean stake."""
         c, rng = self.c, self.rng
         names = ["farmer"] + [f"fake-{i:04d}" for i in range(1, fakes + 1)]
         c.add("farmer", "sybil farm", 1.0, True, c.mean_stake * (1 + fakes) - fakes * sim.WELCOME)
+        self.accomplices = [f"accomplice-{i}" for i in range(1, ACCOMPLICES + 1)]
+        for name in self.accomplices:
+            c.add(name, "sybil farm", 1.0, True, c.mean_stake)
         for name in names[1:]:
             c.add(name, "sybil farm", 0.0, False, sim.WELCOME)
         funding = [sim.WELCOME] * len(names)
@@ -153,8 +159,9 @@ class Adversaries:
     def _plan_farm(self, heights: range) -> None:
         """The farmer is an ordinary member but for its daily event, which its fakes attend with
         tickets it signs (it tries one for itself too). Fakes join down the referral tree, make a
-        token post, and cast the day's participation in zero-weight votes on the farm's posts,
-        each followed by a weight-1 vote for when zero weight is refused."""
+        token post, which each accomplice upvotes in full (the vouchers a referral needs), and
+        cast the day's participation in zero-weight votes on the farm's posts, each followed by a
+        weight-1 vote for when zero weight is refused."""
         c, rng = self.c, self.rng
         first, last = heights.start, heights.stop - 1
         event = c.event(first, "farmer", 1_000_000, last - first)  # open until the day ends
@@ -163,7 +170,9 @@ class Adversaries:
         for height, name, referrer, funding in self.fake_joins:
             if height in heights:
                 acts = self.fake_acts[name] = c.join(rng, height, referrer, name, funding, (10, 60))
-                c.post(acts, name, TOKEN_QUALITY)
+                token = c.post(acts, name, TOKEN_QUALITY)
+                for accomplice in self.accomplices:
+                    c.vote(acts + rng.randint(1, 60), accomplice, token, sim.FULL_VOTE)
         farm_posts = [p.ref for p in c.recent if p.group == "sybil farm"]
         for name, acts in self.fake_acts.items():
             if acts <= last - 2:

@@ -349,6 +349,17 @@ def test_a_referral_pays_once_other_trees_vouch_and_the_newcomer_has_aged(c):
     assert c.earned("alice", "relationship") == CAP  # paid once
 
 
+def test_a_member_vouches_for_few_newcomers_a_period(c):
+    for newcomer in ("n1", "n2"):
+        c.refer("alice", newcomer)
+        vouch(c, newcomer, ("bob", "carol", "dave"), at=0)
+    assert len(c.stored("referral:n1")["vouchers"]) == 3
+    assert c.stored("referral:n2")["vouchers"] == []   # each voucher's one vouch went to n1
+    c.post("n1", "later", at=P["referral_min_age_ms"])
+    c.post("n2", "later", at=P["referral_min_age_ms"])
+    assert c.stored("referral:n1") is None and c.stored("referral:n2") is not None
+
+
 def test_vouchers_of_the_referrers_own_tree_do_not_activate(c):
     c.refer("alice", "newbie")
     for kid in ("k1", "k2", "k3"):
@@ -360,7 +371,7 @@ def test_vouchers_of_the_referrers_own_tree_do_not_activate(c):
 
 
 def test_referrals_are_capped_per_referrer_and_per_tree():
-    c = Community(referral_cap_per_period=2, referral_tree_cap_per_period=3)
+    c = Community(referral_cap_per_period=2, referral_tree_cap_per_period=3, vouches_per_period=9)
     for name in ("alice", "v1", "v2", "v3"):
         c.member(name)
     for i in range(3):

@@ -133,14 +133,16 @@ POST_STATE = {'accounts': {'alice': (2984, 1000, 5000),
              b'upvoted:alice>dave': 9500,
              b'upvoted:bob>dave': 9000,
              b'upvoted:carol>bob': 5000,
-             b'upvoted:erin>dave': 10000},
+             b'upvoted:erin>dave': 10000,
+             b'vouches:bob': {'count': 1, 'period': 0},
+             b'vouches:erin': {'count': 1, 'period': 0}},
  'events': [('round', {'paid_posts': 1, 'rewards': 10000, 'round': 1}),
             ('round', {'paid_posts': 1, 'rewards': 9000, 'round': 2})]}
 
 # Gas of each call above. Gas decides whether a call fits its limit, so it is consensus: a change
 # here means the gas schedule, the compiler or the rules changed, and must be deliberate.
 # (Last change: the v2 rules, with the host's now(), stake() and pool().)
-GAS = [2416, 4172, 3826, 5349, 5600, 4340, 4159, 5043, 1622, 6875, 5081, 10501, 4817, 4594]
+GAS = [2416, 4172, 3826, 5349, 5600, 4340, 4159, 5043, 1622, 7734, 5081, 11364, 4817, 4594]
 
 
 def _replay():

@@ -53,6 +53,7 @@ DEFAULT_PARAMS = {
     # relationship
     "referral_points": 5000,                       # per activated referral
     "activation_vouchers": 3,                      # upvoters from other trees that activate one
+    "vouches_per_period": 1,                       # referrals a member may vouch for per period
     "referral_min_age_ms": 7 * DAY_MS,             # and the newcomer's age before it pays
     "referral_cap_per_period": 5,                  # bonuses per referrer per period at most
     "referral_tree_cap_per_period": 10,            # bonuses per referral tree per period at most
@@ -88,6 +89,7 @@ PARAM_RANGES = {
     "repeat_period_ms": (SECOND_MS, 365 * DAY_MS),
     "referral_points": (0, 10**9),
     "activation_vouchers": (0, 50),
+    "vouches_per_period": (0, 1_000),
     "referral_min_age_ms": (0, 365 * DAY_MS),
     "referral_cap_per_period": (0, 1_000),
     "referral_tree_cap_per_period": (0, 100_000),

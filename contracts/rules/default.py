@@ -335,12 +335,16 @@ def on_refer():
 
 
 def _vouch(author, voter, now):
-    """An earning member of another tree upvoted the author: one voucher towards activation."""
+    """An earning member of another tree upvoted the author: one voucher towards activation, if
+    the voter has vouched fewer than vouches_per_period times in the referral period (so a few
+    accomplices cannot activate a farm)."""
     key = encode("referral:" + author)
     referral = host.storage_get(key)
     if referral is None or voter in referral["vouchers"]:
         return
-    if len(referral["vouchers"]) < host.param("activation_vouchers"):
+    period = now // host.param("referral_period_ms")
+    if (len(referral["vouchers"]) < host.param("activation_vouchers")
+            and _bump("vouches:" + voter, period, host.param("vouches_per_period")) >= 0):
         append(referral["vouchers"], voter)
         host.storage_set(key, referral)
     _try_activate(author, now)
