@@ -19,10 +19,10 @@ import msgpack
 
 from contracts import (DIMENSIONS, VMError, VMFault, code_hash, decode_own_value, encode_value,
                        prepare, run)
-from contracts.values import copy_value
 from contracts.rules import DEFAULT_PARAMS, HOOK_FOR_KIND, HOOK_GAS_LIMITS, ROUND_HOOK
 from contracts.rules import PARAM_RANGES as CONTRACT_PARAM_RANGES
 from contracts.rules import load_default_rules
+from contracts.values import copy_value
 from core.codec import pack_flat
 from core.errors import InvalidTx, InvariantBroken
 from core.types import MAX_INT
