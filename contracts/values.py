@@ -153,28 +153,21 @@ def value_size(v) -> int:
     or its copy): how the VM pays for the values of a host that says `trusted_values`."""
     t = type(v)
     if t is dict:
-        size = 8 + 16 * len(v)
-        for k, item in v.items():
-            if type(k) is not int:
-                size += 8 + len(k)
-            ti = type(item)
-            if ti is str or ti is bytes:
-                size += 8 + len(item)
-            elif ti is dict or ti is list:
-                size += value_size(item)
-        return size
-    if t is list:
-        size = 8 + 8 * len(v)
-        for item in v:
-            ti = type(item)
-            if ti is str or ti is bytes:
-                size += 8 + len(item)
-            elif ti is dict or ti is list:
-                size += value_size(item)
-        return size
-    if t is str or t is bytes:
+        size = 8 + 16 * len(v) + sum(8 + len(k) for k in v if type(k) is not int)
+        items = v.values()
+    elif t is list:
+        size, items = 8 + 8 * len(v), v
+    elif t is str or t is bytes:
         return 8 + len(v)
-    return 0
+    else:
+        return 0
+    for item in items:
+        ti = type(item)
+        if ti is str or ti is bytes:
+            size += 8 + len(item)
+        elif ti is dict or ti is list:
+            size += value_size(item)
+    return size
 
 
 def copy_value(v):

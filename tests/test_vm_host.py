@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from contracts import DictHost, Journal, VMFault, compile_source, decode_value, encode_value, run
 from contracts.host import WriteThrough
 from contracts.handlers import Iterator
-from contracts.values import _PACKER, MAX_DEPTH, _packable, encode_own_value, import_value
+from contracts.values import (_PACKER, MAX_DEPTH, _packable, encode_own_value, import_value,
+                             value_size)
 
 INT_MIN, INT_MAX = -(1 << 127), (1 << 127) - 1
 _KEYS = st.one_of(st.integers(INT_MIN, INT_MAX), st.text(max_size=6), st.binary(max_size=6))
@@ -430,3 +431,10 @@ def test_the_chain_host_is_trusted_with_fresh_values_that_a_contract_cannot_chan
     assert block == {"height": 3, "slot": 4, "timestamp": 5_000}
     assert (now, stake, nobody, pool, param) == (5_000, 30, 0, 70, 7)
     assert run(_MUTATE, "main", [], _chain_host(body(), trusted=False), 100_000) == results[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES)
+def test_a_trusted_hosts_values_are_paid_by_the_same_size_model(value):
+    """value_size (what a host that says trusted_values is charged) = import_value's size."""
+    assert value_size(value) == import_value(value)[1]
