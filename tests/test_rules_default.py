@@ -159,6 +159,14 @@ def test_an_upvote_for_a_recent_upvoter_counts_less_vote_trading(c):
     assert c.stored("post:bob/later")["rshares"][0] > full // 2
 
 
+def test_a_dust_stakes_upvote_counts_but_leaves_no_vote_trading_record(c):
+    c.member("dust", stake=P["min_earning_stake"] - 1)
+    c.post("alice", "p")
+    c.vote("dust", "alice/p", 10_000)
+    assert c.stored("post:alice/p")["voters"] == ["dust"]
+    assert c.stored("upvoted:dust>alice") is None    # sybils cannot grow state by the pair
+
+
 def test_a_downvote_can_zero_the_reward(c):
     c.post("alice", "p")
     c.vote("bob", "alice/p", 1_000)

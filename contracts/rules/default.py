@@ -125,15 +125,16 @@ def on_vote():
             claims = _recent_claims(now)
             if rshares > 0 and voter != post["author"]:
                 claims["content"] += rshares
+            earning = stake >= host.param("min_earning_stake")
             # a first vote of an earning member on another tree's post: participation, a vouch
-            judged = first and post["root"] != member["root"] and voter != post["author"]
-            judged = judged and stake >= host.param("min_earning_stake")
+            judged = earning and first and post["root"] != member["root"] and voter != post["author"]
             if judged and member["paid"] < host.param("participation_votes_per_day"):
                 member["paid"] += 1
                 _pay(claims, voter, "behaviour", host.param("participation_points"))
             host.storage_set(b"claims", claims)
-            if rshares > 0 and voter != post["author"]:
-                # remembered per pair: a bounded list could be flushed by throwaway upvoters
+            if earning and rshares > 0 and voter != post["author"]:
+                # one small record per pair (a bounded list could be flushed by throwaway
+                # upvoters), and only an earning voter's: dust stakes add no state
                 host.storage_set(encode("upvoted:" + voter + ">" + post["author"]), now)
             if judged and rshares > 0 and post["pending"]:
                 _vouch(post["author"], voter, now)
