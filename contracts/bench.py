@@ -62,32 +62,41 @@ def _post_body(permlink: str) -> dict:
 
 
 def _rules_hooks(clock, posts: int, voters: int) -> dict:
-    """Each hook on a community of `voters` members (on_post and on_vote: over all calls),
-    then on_round paying `posts` posts that each drew `voters` votes: the worst case when
-    posts = payouts_per_round and voters = max_votes_per_post."""
+    """Each hook on a community of `voters` members (on_post and on_vote: over all calls), and
+    on_round at the worse, in gas, of its two worst cases: `posts` posts that each drew `voters`
+    votes (with voters = max_votes_per_post), and a budget's worth of posts without votes."""
     code = load_default_rules()
     prepare(code)  # decode, verify and translate outside the timings, as a running node has done
     translate(code)
-    params = dict(DEFAULT_PARAMS, payouts_per_round=posts, max_votes_per_post=voters)
+    budget = DEFAULT_PARAMS["payout_budget_per_round"]
+    params = dict(DEFAULT_PARAMS, max_votes_per_post=voters, posts_paid_per_day=budget)
+    window = params["payout_window_ms"]
     host = DictHost(params=params)
     names = [f"member-{i:04d}" for i in range(voters)]
     for name in names:
         host.add_account(name, stake=1_000_000)
-    host.add_account("newcomer", referrer=names[0])
+    host.add_account("newcomer")
     host.set_block(1, 1_000)
     timings = {"on_refer": _hook(clock, code, host, "refer", names[0],
                                  {"new_account": "newcomer", "pubkey": bytes(32)})}
     authors = ["newcomer"] + [names[p % voters] for p in range(1, posts)]
+    event = dict(_post_body("event"), event={"capacity": 10, "ends_at": 7_200_000, "starts_at": 0})
+    _hook(clock, code, host, "post", names[0], event)
     timings["on_post"] = _summary([_hook(clock, code, host, "post", author, _post_body(f"post-{p}"))
                                   for p, author in enumerate(authors)])
     timings["on_vote"] = _summary([
         _hook(clock, code, host, "vote", voter, {"post": f"{author}/post-{p}", "weight": 10_000})
         for p, author in enumerate(authors) for voter in names])
     timings["on_attend"] = _hook(clock, code, host, "attend", names[1],
-                                 {"event": "newcomer/post-0", "ticket": bytes(64)})
-    host.set_block(2, 1_000 + params.get("payout_window_ms", 7 * 24 * 3600 * 1000))
-    timings[ROUND_HOOK] = dict(_hook(clock, code, host, ROUND_HOOK, args=[1]),
-                               posts=posts, votes=posts * voters)
+                                 {"event": f"{names[0]}/event", "ticket": bytes(64)})
+    host.set_block(2, 1_000 + window)
+    voted = dict(_hook(clock, code, host, ROUND_HOOK, args=[1]), posts=posts, votes=posts * voters)
+    host.set_block(3, 2_000 + window)
+    for p in range(budget):
+        _hook(clock, code, host, "post", names[-1], _post_body(f"flood-{p}"))
+    host.set_block(4, 2_000 + 2 * window)
+    flood = dict(_hook(clock, code, host, ROUND_HOOK, args=[2]), posts=budget, votes=0)
+    timings[ROUND_HOOK] = max(voted, flood, key=lambda r: r["gas"])
     return timings
 
 
@@ -95,11 +104,12 @@ def bench_vm(clock=None, *, loop_iterations: int = 50_000, posts: int | None = N
              voters: int | None = None) -> dict:
     """{"vm": instructions/s of a tight loop, "hooks": per hook {"ms", "gas", "steps", ...}}.
 
-    By default on_round pays 20 posts of max_votes_per_post votes each (the parameters it reads
-    are the default rules' own, which change with them).
+    By default the voted round pays as many posts of max_votes_per_post votes as one round's
+    budget holds (the parameters it reads are the default rules' own).
     """
     clock = clock or default_timer
-    posts = 20 if posts is None else posts
-    voters = DEFAULT_PARAMS.get("max_votes_per_post", 100) if voters is None else voters
+    voters = DEFAULT_PARAMS["max_votes_per_post"] if voters is None else voters
+    if posts is None:
+        posts = -(-DEFAULT_PARAMS["payout_budget_per_round"] // (1 + voters))
     return {"vm": _instructions_per_second(clock, loop_iterations),
             "hooks": _rules_hooks(clock, posts, voters)}
