@@ -20,6 +20,7 @@ from node.cli_node import node
 from node.cli_params import (EXIT_NOT_REACHED, EXIT_REJECTED, EXIT_UNREACHABLE, echo_json, node_option,
                              now_ms, write_private_json)
 from node.cli_simulate import simulate
+from node.cli_snapshot import snapshot
 from node.cli_testnet import testnet
 from node.cli_tx import tx
 from node.config import write_key_file
@@ -159,6 +160,7 @@ for _name, _help in (("status", "The node's heads, peers, mempool and schedule."
 
 
 cli.add_command(keys)
+node.add_command(snapshot)
 cli.add_command(node)
 cli.add_command(bench)
 cli.add_command(tx)

@@ -18,7 +18,7 @@ from core.genesis import Genesis
 from core.quorum import notarization_quorum
 from core.types import MAX_BLOCK_BYTES, Block, BlockHeader, Hash, Tx, Vote
 from consensus.schedule import ScheduleTable
-from state import schema, transition
+from state import schema, snapshot, transition
 from state.kv import KVStore
 from state.view import Layer
 
@@ -92,6 +92,8 @@ class Chain:
         # (producer, kind) -> the first conflicting pair seen of that kind (one proves it)
         self.evidence: dict[tuple[str, str], Equivocation] = {}
         self.on_evidence: Callable[[Equivocation], None] | None = None  # told of each new pair
+        # told of each snapshot height once the store holds the state after it (and nothing later)
+        self.on_snapshot_height: Callable[[int], None] | None = None
         # block id -> (a producer's excess block for a slot: its bytes and header, who verifiably
         # voted for it so far)
         self.held: OrderedDict[Hash, tuple[bytes, BlockHeader, set[str]]] = OrderedDict()
@@ -334,18 +336,25 @@ class Chain:
             node = node.parent
         return ids
 
-    def build_block(self, key, producer: str, slot: int, candidates: list[Tx]) -> tuple[Block, Layer, list]:
-        """Produce a block for `slot` on the head: apply candidates in order, skipping invalid ones.
-        Returns the block (not yet added), its state layer (for `add_block`, so our own block is not
-        applied twice) and the rejected txs with their errors."""
+    def build_block(self, key, producer: str, slot: int, candidates: list[Tx],
+                    snapshot_roots: dict[int, Hash] | None = None) -> tuple[Block, Layer, list]:
+        """Produce a block for `slot` on the head: apply candidates in order, skipping invalid ones;
+        attest the newest of `snapshot_roots` (height -> this node's commitment) that the head's
+        chain has not attested yet. Returns the block (not yet added), its state layer (for
+        `add_block`, so our own block is not applied twice) and the rejected txs with their errors."""
         parent = self.head()
         # a parent from a producer further ahead in finality than us already claims a higher one
         final_height = max(self.final_height, parent.header.final_height)
+        attested = self.last_attested(parent)
+        due = [h for h in (snapshot_roots or {}) if attested < h <= self.final_height]
+        snap_height = max(due, default=0)
+        snap_root = snapshot_roots[snap_height] if snap_height else types.ZERO_HASH
         header_ctx = BlockHeader(self.genesis.chain_id, parent.height + 1, parent.id, slot,
                                  self.genesis.slot_start_ms(slot), producer, types.ZERO_HASH,
-                                 types.ZERO_HASH, final_height)
+                                 types.ZERO_HASH, final_height, snap_height, snap_root)
         ctx = transition.block_context(self.genesis, header_ctx, self.schedules.for_slot(slot))
         layer = Layer(parent.layer)
+        snapshot.process_attestation(layer, snap_height, self.genesis.params.snapshot_interval)
         transition.begin_block(layer, ctx, self.rules)
         included, rejected = [], []
         # bytes counted as the block is built (tx raw lengths are known), so no peer refuses it as
@@ -366,8 +375,14 @@ class Chain:
         header = BlockHeader(header_ctx.chain_id, header_ctx.height, parent.id, slot,
                              header_ctx.timestamp_ms, producer,
                              types.merkle_root([t.id for t in included]), types.Hash(root),
-                             final_height)
+                             final_height, snap_height, snap_root)
         return Block.create(key, header, tuple(included)), layer, rejected
+
+    @staticmethod
+    def last_attested(node: BlockNode) -> int:
+        """The newest snapshot height attested on `node`'s chain (0: none)."""
+        raw = node.layer.get(schema.SNAPSHOT_ATTESTED)
+        return 0 if raw is None else msgpack.unpackb(raw)
 
     # ------------------------------------------------------------------ votes and finality
     def should_vote(self, node: BlockNode, last_vote_slot: int) -> bool:
@@ -431,7 +446,9 @@ class Chain:
         return out
 
     def _commit(self, target: BlockNode) -> list[BlockNode]:
-        """Write target and its non-final ancestors to the store in one atomic batch."""
+        """Write target and its non-final ancestors to the store in one atomic batch; a batch
+        ends at each snapshot height, so the store holds the state after it for a moment
+        (`on_snapshot_height` is told then, to read it)."""
         path = []
         n = target
         while not n.final:
@@ -440,6 +457,10 @@ class Chain:
         if n is not self.final:
             raise InvariantBroken("a block to finalize does not extend the final block")
         path.reverse()
+        interval = self.genesis.params.snapshot_interval
+        for b in path[:-1]:
+            if snapshot.is_snapshot_height(b.height, interval):
+                return self._commit(b) + self._commit(target)
         puts: dict[bytes, bytes] = {}
         deletes: set[bytes] = set()
         for b in path:
@@ -456,6 +477,8 @@ class Chain:
             # where each tx is, for its status: the state prunes its replay key once it expired
             for i, tx in enumerate(b.block.txs):
                 puts[schema.tx_location_key(tx.id)] = codec.pack_flat([b.height, i])
+            if b.header.snapshot_height:  # what proves that snapshot (node.snapshots)
+                puts[schema.snapshot_attested_by_key(b.header.snapshot_height)] = codec.pack_flat(b.height)
         puts[schema.FINAL_HEAD] = codec.pack_flat([target.header.to_list(), target.id])
         schedule_puts, schedule_deletes, apply_schedule = self.schedules.on_commit(path, n)
         puts.update(schedule_puts)
@@ -487,6 +510,8 @@ class Chain:
         target.layer.parent = None
         target.parent = None
         self.final = target
+        if self.on_snapshot_height is not None and snapshot.is_snapshot_height(target.height, interval):
+            self.on_snapshot_height(target.height)
         return path
 
     def _descendants(self, node: BlockNode) -> set:

@@ -53,6 +53,9 @@ class ChainParams:
     tx_base_bandwidth: int = 500
     bandwidth_floor: int = 50_000
     bandwidth_per_cp: int = 20_000
+    # the full state is committed (state.snapshot) after every final block at a multiple of this
+    # height, and attested on chain by a later block: the heights a node can start from (10 min)
+    snapshot_interval: int = 1200
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +126,9 @@ class Genesis:
         if not producers or any(p.name not in names for p in producers):
             raise ValueError("invalid genesis: producers must be founding members (at least one)")
         if min(g.params.block_interval_ms, g.params.epoch_slots, g.params.producer_count,
-               g.params.min_producer_approval) < 1:
-            raise ValueError("invalid genesis: block_interval_ms, epoch_slots, producer_count and "
-                             "min_producer_approval are positive")
+               g.params.min_producer_approval, g.params.snapshot_interval) < 1:
+            raise ValueError("invalid genesis: block_interval_ms, epoch_slots, producer_count, "
+                             "min_producer_approval and snapshot_interval are positive")
         if min(g.params.bandwidth_window_ms, g.params.tx_base_bandwidth, g.params.bandwidth_per_cp) < 0:
             raise ValueError("invalid genesis: the bandwidth parameters are not negative")
         # with a full allowance any member, even with no stake, can send any valid tx

@@ -26,7 +26,7 @@ VERSION = 1
 #    activation and unstake delays, governance by the slot's schedule within parameter ranges,
 #    rules upgrades as verified bytecode.
 # 4: stake-based bandwidth per account, replay keys by expiry (pruned), blocks bounded in bytes.
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 MAX_TX_BYTES = 16 * 1024
 # bytecode of a rules upgrade: leaves 4 KiB of a tx for the rest; the default rules take 3.9 kB
 MAX_RULES_CODE_BYTES = 12 * 1024
@@ -273,10 +273,16 @@ class BlockHeader:
     tx_root: Hash
     state_root: Hash
     final_height: int
+    # an attestation of the full state after final block `snapshot_height` (0: none), whose
+    # commitment is `snapshot_root` (state.snapshot); voters check it, so a final block's
+    # attestation is what a node started from a snapshot verifies the snapshot against
+    snapshot_height: int = 0
+    snapshot_root: Hash = ZERO_HASH
 
     def to_list(self) -> list:
         return [VERSION, self.chain_id, self.height, self.prev_id, self.slot, self.timestamp_ms,
-                self.producer, self.tx_root, self.state_root, self.final_height]
+                self.producer, self.tx_root, self.state_root, self.final_height,
+                self.snapshot_height, self.snapshot_root]
 
     def encode(self) -> bytes:
         return codec.pack_flat(self.to_list())
@@ -291,22 +297,24 @@ class BlockHeader:
 
     @classmethod
     def from_list(cls, obj) -> "BlockHeader":
-        if type(obj) is not list or len(obj) != 10 or obj[0] != VERSION:
-            raise InvalidBlock("malformed", "a header is a 10-field array of version 1")
-        _, chain_id, height, prev_id, slot, ts, producer, tx_root, state_root, final_h = obj
-        ints = (height, slot, ts, final_h)
+        if type(obj) is not list or len(obj) != 12 or obj[0] != VERSION:
+            raise InvalidBlock("malformed", "a header is a 12-field array of version 1")
+        _, chain_id, height, prev_id, slot, ts, producer, tx_root, state_root, final_h, snap_h, snap_root = obj
+        ints = (height, slot, ts, final_h, snap_h)
         if (type(chain_id) is not str or not all(_uint(v) for v in ints)
                 or not _is_hash(prev_id) or not _is_hash(tx_root) or not _is_hash(state_root)
-                or not is_name(producer) or final_h >= height):
+                or not _is_hash(snap_root) or not is_name(producer) or final_h >= height
+                or snap_h > final_h or (snap_h == 0) != (snap_root == ZERO_HASH)):
             raise InvalidBlock("malformed", "header field of the wrong type or range")
         return cls(chain_id, height, Hash(prev_id), slot, ts, producer, Hash(tx_root),
-                   Hash(state_root), final_h)
+                   Hash(state_root), final_h, snap_h, Hash(snap_root))
 
     def to_json(self) -> dict:
         return {"id": self.id.hex(), "chain_id": self.chain_id, "height": self.height,
                 "prev_id": self.prev_id.hex(), "slot": self.slot, "timestamp_ms": self.timestamp_ms,
                 "producer": self.producer, "tx_root": self.tx_root.hex(),
-                "state_root": self.state_root.hex(), "final_height": self.final_height}
+                "state_root": self.state_root.hex(), "final_height": self.final_height,
+                "snapshot_height": self.snapshot_height, "snapshot_root": self.snapshot_root.hex()}
 
 
 def _array_header(n: int) -> bytes:

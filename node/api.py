@@ -14,7 +14,7 @@ import msgpack
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from contracts import DIMENSIONS
 from core import codec, types
@@ -245,6 +245,24 @@ def create_app(service: NodeService) -> "FastSubmit":
     async def get_block(ref: str):
         return json_response(block_json(service, ref))
 
+    @app.get("/v1/snapshots")
+    async def get_snapshots():
+        """The snapshot files this node keeps (node.snapshots), newest first, with the height of
+        the final block attesting each (null: not attested yet, so not served yet)."""
+        return json_response({"snapshot_interval": service.genesis.params.snapshot_interval,
+                              "snapshots": service.snapshots.listing()})
+
+    @app.get("/v1/snapshots/{height}")
+    async def get_snapshot(height: str):
+        """A snapshot file: its manifest and proof, then its chunks (docs/protocol.md, *Snapshots*)."""
+        if not height.isdecimal() or len(height) > 18:
+            raise Malformed("malformed", "a snapshot is named by its height")
+        stream = service.snapshots.export(int(height))
+        if stream is None:
+            raise NotFound("unknown_snapshot", f"no attested snapshot at height {height} here "
+                                               "(GET /v1/snapshots lists them)")
+        return StreamingResponse(stream, media_type="application/octet-stream")
+
     @app.get("/v1/producers")
     async def get_producers(limit: str | None = None, after: str | None = None):
         """A page of the registered producers by name (node.paging), with the schedule."""
@@ -332,6 +350,9 @@ def block_json(service: NodeService, ref: str) -> dict:
         return {"id": header.id.hex(), "header": header.to_json(), "final": True, "signature": None,
                 "txs": [], "votes": []}
     raw = chain.final_block_bytes(height)
+    if raw is None and service.pruner.is_pruned(height):
+        raise ProtocolError("pruned", f"block {height} was pruned here: this node keeps final blocks "
+                                      f"from {service.pruner.below} on", status=410)
     if raw is None:
         raise NotFound("unknown_block", f"no block at height {ref}")
     block = types.Block.decode(raw)

@@ -38,6 +38,12 @@ class NodeConfig:
     body_bytes_in_flight: int = 64 * 1024 * 1024  # request bodies being received, node-wide (peers apart)
     client_body_bytes: int = 16 * 1024 * 1024  # of which one client address (IPv6: /64) at most
     limit_loopback: bool = False  # loopback clients get the per-address caps too (tests, the bench)
+    # snapshot files kept in data_dir/snapshots (node.snapshots), newest first; 0: none (the
+    # commitment is computed either way: votes need it)
+    snapshot_keep: int = 2
+    # final blocks kept: older ones are deleted (from the oldest kept snapshot on, all are kept);
+    # 0: keep every block (an archive node, which new nodes can sync from genesis)
+    retain_blocks: int = 0
     log_level: str = "info"
     extra: dict = field(default_factory=dict)
 
@@ -70,6 +76,11 @@ class NodeConfig:
         for name in ("body_bytes_in_flight", "client_body_bytes"):
             if type(getattr(self, name)) is not int or getattr(self, name) < MAX_BODY_BYTES:
                 bad(name, f"an integer >= {MAX_BODY_BYTES} (the largest request body)")
+        for name in ("snapshot_keep", "retain_blocks"):
+            if type(getattr(self, name)) is not int or getattr(self, name) < 0:
+                bad(name, "an integer >= 0")
+        if 0 < self.retain_blocks < MIN_RETAIN_BLOCKS:
+            bad("retain_blocks", f"0 (keep all) or at least {MIN_RETAIN_BLOCKS}")
         if type(self.limit_loopback) is not bool:
             bad("limit_loopback", "true or false")
         if type(self.api_requests_per_s) is not int or self.api_requests_per_s < 0:
@@ -83,6 +94,7 @@ class NodeConfig:
             bad("extra", "a table")
 
 
+MIN_RETAIN_BLOCKS = 100  # a peer a little behind catches up from this node, not an archive
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _NODE_KEY_HEX = re.compile(r"[0-9a-fA-F]{64}")  # (bytes.fromhex would also take spaces)
 

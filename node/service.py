@@ -30,7 +30,9 @@ from node.health import Health
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
 from node.orphans import OrphanVotes
+from node.pruning import Pruner
 from node.rejoin import Rejoin
+from node.snapshots import Snapshots
 from node.store import LevelDBStore
 from node.verify_pool import VerifyError, VerifyPool
 from p2p.gossip import Network
@@ -83,11 +85,15 @@ class NodeService:
         self._build_s_per_tx = 50e-6  # measured on each block we build
         self.net = Network(self)
         self.health = Health(self)  # what a halt looks like, and what a failure does (node.health)
+        if isinstance(kv, LevelDBStore):  # a failed write ends the node (a full disk, most often)
+            kv.on_failure = self.health.halt
         self.metrics = NodeMetrics(self)
         self.reporter = EquivocationReporter(self, now_ms)
         self.rejoin = Rejoin(self, now_ms)
         self.intake = None  # node.intake.Intake, set by node.main.run_node (its counts go to /metrics)
         self.chain.on_evidence = self.reporter.on_evidence
+        self.snapshots = Snapshots(self.kv, self.chain, self.genesis, config.data_dir, config.snapshot_keep)
+        self.pruner = Pruner(self.kv, self.chain, config.retain_blocks)
 
     # ------------------------------------------------------------------ persistence of own signing
     def _read_slot(self, key: bytes) -> int:
@@ -270,7 +276,7 @@ class NodeService:
         limit = min(self.genesis.params.max_block_txs, max(MIN_BLOCK_TXS, int(budget_s / self._build_s_per_tx)))
         candidates = self.mempool.take(limit, self.chain.pending_tx_ids(self.chain.head()))
         block, layer, rejected = self.chain.build_block(self.producer_key, self.producer_name, slot,
-                                                        candidates)
+                                                        candidates, self.snapshots.attestable())
         if len(candidates) >= MIN_BLOCK_TXS:  # up at once when building got slower, down gradually
             cost = (time.perf_counter() - started) / len(candidates)
             self._build_s_per_tx = max(cost, 0.7 * self._build_s_per_tx + 0.3 * cost)
@@ -361,7 +367,8 @@ class NodeService:
         persisted before the vote exists anywhere else."""
         if (self.producer_key is None or self.health.fatal is not None or node.slot < now_slot - 1
                 or self.producer_name not in self.chain.schedule(node.slot)
-                or not self.chain.should_vote(node, self.last_vote_slot)):
+                or not self.chain.should_vote(node, self.last_vote_slot)
+                or not self.snapshots.accepts(node.header)):
             return
         self.last_vote_slot = node.slot
         self._persist_slot(schema.LAST_VOTE, node.slot)
@@ -398,6 +405,7 @@ class NodeService:
                 self.metrics.finality.observe(self._into_slot_ms(final.slot) / 1000)
         if finalized:
             self.rejoin.check()
+            self.pruner.prune(self.snapshots.prune_floor())
             log.debug("final height %d (slot %d) %+d ms into that slot", finalized[-1].height,
                       finalized[-1].slot, self._into_slot_ms(finalized[-1].slot))
         if node is not None and node.notarized and not was_notarized:
@@ -415,6 +423,9 @@ class NodeService:
         always holding at least one entry; the caller asks again from after its last final
         entry (final entries are consecutive from `start`, so their count says where that is)."""
         chain = self.chain
+        if self.pruner.is_pruned(start):
+            raise ProtocolError("pruned", f"this node keeps final blocks from height {self.pruner.below} "
+                                "on: sync from a node that keeps more (an archive node)", status=410)
         entries, size = [], 0
         end = min(start + count, chain.final_height + 1)
         for height in range(start, end):
@@ -488,6 +499,7 @@ class NodeService:
                 pass
         await self.verify_pool.stop()
         self._block_verify_pool.shutdown(wait=True)
+        self.snapshots.close()
         self.kv.close()
 
     def status(self) -> dict:

@@ -15,19 +15,46 @@ validator's main thread at 3,000 tx/s put `MemTable::Get` at 8 % of it. Only thi
 the database (one process, and only the event loop's thread), so a remembered miss stays true
 until its own `write` of that key.
 """
+import errno
 from itertools import islice
+from typing import Callable
 
 import plyvel
+
+from core.errors import InvariantBroken
 
 BLOOM_BITS_PER_KEY = 10  # about 1% false positives
 MISSES_REMEMBERED = 100_000  # keys (about 10 MB): half a minute of new txs at 3,000 tx/s
 
 
+class StoreFailed(InvariantBroken):
+    """The database failed a write. LevelDB then refuses every later write too (its background
+    error sticks until it is reopened), so the node cannot follow the chain any more: it stops,
+    and starts cleanly once the cause (most often a full disk) is gone."""
+
+
+def _failure_message(path, action: str, e: Exception) -> str:
+    text = str(e)
+    if "No space left" in text or getattr(e, "errno", None) == errno.ENOSPC:
+        return (f"the disk holding {path} is full ({action} failed: {text}). Free some space, "
+                "then start the node again: it goes on from its last final block")
+    return f"the database at {path} failed ({action}: {text}); check the disk, then start the node again"
+
+
 class LevelDBStore:
     def __init__(self, path: str, write_buffer_size: int = 64 * 1024 * 1024, sync: bool = True,
                  misses_remembered: int = MISSES_REMEMBERED):
-        self._db = plyvel.DB(str(path), create_if_missing=True, write_buffer_size=write_buffer_size,
-                             bloom_filter_bits=BLOOM_BITS_PER_KEY, paranoid_checks=True)
+        self.path = str(path)
+        try:
+            self._db = plyvel.DB(self.path, create_if_missing=True, write_buffer_size=write_buffer_size,
+                                 bloom_filter_bits=BLOOM_BITS_PER_KEY, paranoid_checks=True)
+        except plyvel.IOError as e:
+            if "lock" in str(e).lower():
+                raise StoreFailed(f"the database at {self.path} is in use by another process "
+                                  "(another node on this data dir?)") from None
+            raise StoreFailed(_failure_message(self.path, "opening it", e)) from None
+        # told once of a failed write (node.service: the node stops), before StoreFailed is raised
+        self.on_failure: Callable[[str], None] | None = None
         self._sync = sync
         self._absent: dict[bytes, None] = {}  # keys read and not found, oldest first
         self._misses_remembered = misses_remembered
@@ -56,13 +83,40 @@ class LevelDBStore:
     def write(self, puts, deletes=frozenset(), durable=True):
         for k in puts:  # forgotten first: whatever happens to the batch, none is known absent
             self._absent.pop(k, None)
-        with self._db.write_batch(sync=self._sync and durable) as wb:
-            for k in deletes:
-                wb.delete(k)
-            for k, v in puts.items():
-                wb.put(k, v)
+        try:
+            with self._db.write_batch(sync=self._sync and durable) as wb:
+                for k in deletes:
+                    wb.delete(k)
+                for k, v in puts.items():
+                    wb.put(k, v)
+        except plyvel.Error as e:
+            reason = _failure_message(self.path, "a write", e)
+            if self.on_failure is not None:
+                self.on_failure(reason)
+            raise StoreFailed(reason) from None
+
+    def snapshot(self) -> "LevelDBReader":
+        return LevelDBReader(self._db.snapshot())
 
     def close(self):
         if not self._db.closed:
             self._db.close()
 
+
+
+class LevelDBReader:
+    """A LevelDB snapshot: the store as it was when taken (state.kv.KVStore.snapshot)."""
+
+    def __init__(self, snap):
+        self._snap = snap
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._snap.get(key)
+
+    def scan(self, prefix: bytes, reverse: bool = False):
+        with self._snap.iterator(prefix=prefix) as it:
+            items = it if not reverse else list(it)[::-1]  # (see LevelDBStore.scan)
+            yield from items
+
+    def close(self) -> None:
+        self._snap.close()

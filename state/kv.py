@@ -19,6 +19,18 @@ class KVStore(Protocol):
         reached the disk when this returns; without, it survives the process being killed but
         not a power loss (for data peers can send again: their blocks and votes)."""
 
+    def snapshot(self) -> "KVReader":
+        """A consistent read-only view of the store as it is now, unaffected by later writes
+        (scan and get; close it when done). Safe to read from another thread."""
+
+    def close(self) -> None: ...
+
+
+class KVReader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, prefix: bytes, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]: ...
+
     def close(self) -> None: ...
 
 
@@ -50,6 +62,11 @@ class MemoryKV:
             if k not in self._data:
                 insort(self._keys, k)
             self._data[k] = v
+
+    def snapshot(self) -> "MemoryKV":
+        copy = MemoryKV()
+        copy._data, copy._keys = dict(self._data), list(self._keys)
+        return copy
 
     def close(self):
         pass

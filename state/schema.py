@@ -35,6 +35,7 @@ PROPOSALS_PRUNE = S + b"gov/prune/"
 # stake moving in time (state.staking): entries by due time, and the earliest due time
 STAKE_DUE = S + b"stakedue/"
 STAKE_NEXT_DUE = S + b"stakenext"
+SNAPSHOT_ATTESTED = S + b"snap/attested"  # the latest snapshot height attested on chain (state.snapshot)
 
 BLOCK = C + b"block/"
 FINAL_AT_HEIGHT = C + b"height/"
@@ -47,6 +48,9 @@ GENESIS_HASH = C + b"genesis"
 EVIDENCE = C + b"evidence/"  # conflicting pairs this node saw (core.evidence), by producer and kind
 # a final tx's height and index, written at commit: its status outlives its pruned replay key
 TX_LOCATION = C + b"txloc/"
+SNAPSHOT_ROOT = C + b"snaproot/"  # snapshot height -> the commitment this node computed (state.snapshot)
+SNAPSHOT_ATTESTED_BY = C + b"snapattest/"  # snapshot height -> height of the final block attesting it
+PRUNED_BELOW = C + b"prunedbelow"  # final blocks below this height were pruned (or never held)
 
 
 def account_key(name: str) -> bytes:
@@ -126,6 +130,14 @@ def proposals_prune_key(height: int) -> bytes:
 
 def height_bytes(height: int) -> bytes:
     return height.to_bytes(8, "big")
+
+
+def snapshot_root_key(height: int) -> bytes:
+    return SNAPSHOT_ROOT + height_bytes(height)
+
+
+def snapshot_attested_by_key(height: int) -> bytes:
+    return SNAPSHOT_ATTESTED_BY + height_bytes(height)
 
 
 def tx_location_key(tx_id: bytes) -> bytes:

@@ -15,7 +15,7 @@ from core.errors import InvalidBlock, InvalidTx
 from core.evidence import Equivocation
 from core.genesis import ChainParams, Genesis
 from core.types import Block, BlockHeader, Tx
-from state import allowance, governance, records, replay, schema, staking
+from state import allowance, governance, records, replay, schema, snapshot, staking
 from state.records import Account, EquivocationRecord, Post, ProducerRecord
 from state.rules import add_to_pool, genesis_rules_writes, get_param
 from state.view import Journal, Layer
@@ -386,6 +386,7 @@ def apply_block(parent: Layer, parent_root: bytes, genesis: Genesis, block: Bloc
         raise InvalidBlock("bad_tx_root", "tx_root does not match the txs")
     layer = Layer(parent)
     ctx = block_context(genesis, header, producers)
+    snapshot.process_attestation(layer, header.snapshot_height, genesis.params.snapshot_interval)
     begin_block(layer, ctx, rules)
     for i, tx in enumerate(block.txs):
         try:
