@@ -1,32 +1,21 @@
-"""Failures are loud. A real node process whose disk fills up (a file size limit on the process)
-logs each failed slot with its traceback and goes on, then, the same failure recurring, shuts down
-and exits with EXIT_FATAL. In process, with a fault injected explicitly into one method of a
-real service: one failed slot is logged and the next slots produce; our own broken invariant stops
+"""Failures are loud (a full disk, in real processes: tests/test_full_disk.py). In process, with a
+fault injected explicitly into one method of a real service: one failed slot is logged and the next slots produce; our own broken invariant stops
 the producer at once; only the same failure in a row counts; a background task that dies is
 logged and stops the node; a sync round that fails is logged and the next goes on."""
 import asyncio
-import glob
 import json
 import logging
-import os
-import resource
-import subprocess
-import sys
 import time
 
 import p2p.gossip
-from consensus.chain import Chain
-from core.crypto import Keypair
 from core.errors import InvariantBroken
 from core.genesis import ChainParams, Genesis, Member, Producer
 from node.config import NodeConfig, write_key_file
 from node.health import EXIT_FATAL, MAX_REPEATED_FAILURES
 from node.service import NodeService
-from node.store import LevelDBStore
 from state.kv import MemoryKV
-from state.rules import ContractRules
 from tests.conftest import BALANCE, CHAIN_ID, GENESIS_MS, MEMBERS, STAKE, keypair, node_keypair
-from tests.test_e2e_single import ROOT, free_port
+from tests.test_e2e_single import free_port
 
 SLOT_MS = 50
 SLOT_S = SLOT_MS / 1000
@@ -213,40 +202,3 @@ def test_a_failed_sync_round_is_logged_and_the_next_goes_on_and_a_broken_invaria
     logged = [r for r in errors(caplog) if r.getMessage() == "sync round failed"]
     assert [r.exc_info[0] for r in logged] == [ZeroDivisionError, ZeroDivisionError]
     assert service.health.fatal == "task sync died: InvariantBroken: the final block is not where it was"
-
-
-# ------------------------------------------------------------------------------ a real process
-def test_a_node_whose_disk_fills_up_logs_each_failed_slot_then_exits_non_zero(tmp_path):
-    """A file size limit (RLIMIT_FSIZE, as a full disk: writes fail with EFBIG, and Python ignores
-    SIGXFSZ) lets the node write its genesis and a few blocks, then every write fails."""
-    keys = {n: Keypair(bytes([i + 21]) * 32) for i, n in enumerate(["alice", "bob"])}
-    genesis = Genesis(chain_id="full-disk", genesis_time_ms=time.time_ns() // 1_000_000,
-                      params=ChainParams(block_interval_ms=100),
-                      members=tuple(Member(n, k.public_key, 10**6, 10**5) for n, k in keys.items()),
-                      producers=(Producer("alice", keys["alice"].public_key, ""),))
-    (tmp_path / "genesis.json").write_text(json.dumps(genesis.to_json()))
-    write_key_file(tmp_path / "alice.json", "alice", keys["alice"])
-    probe = LevelDBStore(str(tmp_path / "probe"))  # how much the genesis takes in the write-ahead log
-    Chain(probe, genesis, ContractRules())
-    probe.close()
-    limit = max(os.path.getsize(p) for p in glob.glob(str(tmp_path / "probe" / "*"))) + 16 * 1024
-
-    def limit_file_size():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "cli.py"), "node", "run", "--data-dir",
-                             str(tmp_path / "data"), "--port", str(free_port()), "--genesis",
-                             str(tmp_path / "genesis.json"), "--key-file", str(tmp_path / "alice.json")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=limit_file_size)
-    try:
-        out, _ = proc.communicate(timeout=60)  # (a pipe: the node's output is not a file it fills)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    log = out.decode()
-    assert proc.returncode == EXIT_FATAL, log[-3000:]
-    assert "produced block 3 " in log  # it worked until the disk was full
-    for n in range(1, MAX_REPEATED_FAILURES + 1):
-        assert f"failed ({n} in a row): IOError" in log, log[-3000:]
-    assert log.count("Traceback (most recent call last)") >= MAX_REPEATED_FAILURES
-    assert "File too large" in log and f"stopping the node (exit status {EXIT_FATAL})" in log
