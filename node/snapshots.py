@@ -190,6 +190,12 @@ class Snapshots:
         kept = self.kept()
         return kept[0] if kept else self.chain.final_height
 
+    def wait_idle(self) -> None:
+        """Wait for the walks under way (tools and tests; the node never waits for one)."""
+        for future in list(self._pending.values()):
+            future.exception()
+        self._collect()
+
     def close(self) -> None:
         self._cancel.set()
         self._worker.shutdown(wait=True, cancel_futures=True)
