@@ -18,7 +18,7 @@ from core.types import is_name
 # a tx that is already known or expired) is a timing difference between honest nodes
 PENALIZED = frozenset({"malformed", "non_canonical", "bad_signature", "bad_tx_root",
                        "bad_state_root", "invalid_tx", "wrong_chain", "too_large", "too_many_txs",
-                       "bad_timestamp", "bad_height_or_slot", "bad_final_height"})
+                       "bad_timestamp", "bad_height_or_slot", "bad_final_height", "bad_snapshot"})
 
 # Misbehaviour score (Bitcoin Core's misbehaviour points, a ban at 100, with a decay in the spirit
 # of Tendermint/CometBFT's p2p trust metric, kept to one number per sender): each fault adds its
