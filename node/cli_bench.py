@@ -54,6 +54,20 @@ def bench_testnet_cmd(rate, seconds, batch_size, nodes, as_json):
     click.echo(json.dumps(figures)) if as_json else _print(f"testnet ({nodes} validators)", figures)
 
 
+@bench.command("snapshot")
+@click.option("--txs", default=1_000_000, show_default=True, type=click.IntRange(10_000))
+@click.option("--members", default=20_000, show_default=True, type=click.IntRange(100))
+@click.option("--retain", default=100, show_default=True, type=click.IntRange(100),
+              help="retain_blocks of the pruned copy.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_snapshot_cmd(txs, members, retain, as_json):
+    """Joining a chain of N txs from genesis against from a snapshot; snapshot size and time; disk
+    per 1M txs with and without pruning."""
+    from node.bench_snapshot import bench_snapshot
+    figures = bench_snapshot(txs, members, retain)
+    click.echo(json.dumps(figures)) if as_json else _print(f"snapshot ({txs} txs)", figures)
+
+
 @bench.command("vm")
 @click.option("--members", default=300, show_default=True, type=click.IntRange(10))
 @click.option("--txs", default=1000, show_default=True, type=click.IntRange(50),
