@@ -5,6 +5,7 @@ exception becomes a 500 `internal_error` for that request only (logged with its 
 a crash of the node; only our own broken invariant (`InvariantBroken`) stops it (node.health).
 Bodies are read with a size cap before anything is decoded.
 """
+import asyncio
 import contextlib
 import json
 import logging
@@ -22,7 +23,7 @@ from core.errors import InvariantBroken, Malformed, ProtocolError
 from core.genesis import now_ms
 from core.quorum import governance_quorum
 from core.types import Tx
-from node.http import MAX_BATCH_TXS, ClientLimits, json_response, read_body
+from node.http import MAX_BATCH_TXS, ClientLimits, client_key, json_response, read_body
 from node.metrics import CONTENT_TYPE_LATEST
 from node.paging import parse_page_query, scan_page
 from node.service import NodeService
@@ -253,15 +254,34 @@ def create_app(service: NodeService) -> "FastSubmit":
                               "snapshots": service.snapshots.listing()})
 
     @app.get("/v1/snapshots/{height}")
-    async def get_snapshot(height: str):
-        """A snapshot file: its manifest and proof, then its chunks (docs/protocol.md, *Snapshots*)."""
+    async def get_snapshot(height: str, request: Request):
+        """A snapshot file: its manifest and proof, then its chunks (docs/protocol.md, *Snapshots*).
+        Metered as sync pages are (p2p.sync_budget): a download goes at the client's allowance,
+        so repeated downloads cost the node no more than catch-up sync may."""
         if not height.isdecimal() or len(height) > 18:
             raise Malformed("malformed", "a snapshot is named by its height")
+        who = client_key(request.client.host if request.client else None)
+        budget = service.net.sync_budget
+        budget.admit(who)  # 429 `sync_rate_limited` before anything is opened
         stream = service.snapshots.export(int(height))
         if stream is None:
             raise NotFound("unknown_snapshot", f"no attested snapshot at height {height} here "
                                                "(GET /v1/snapshots lists them)")
-        return StreamingResponse(stream, media_type="application/octet-stream")
+
+        async def metered():
+            for piece in stream:
+                while True:
+                    try:
+                        budget.admit(who)
+                        break
+                    except RateLimited:
+                        await asyncio.sleep(0.25)  # paced at the allowance, not refused midway
+                budget.charge(who, len(piece))
+                try:
+                    yield piece
+                finally:
+                    budget.sent(who, len(piece))
+        return StreamingResponse(metered(), media_type="application/octet-stream")
 
     @app.get("/v1/producers")
     async def get_producers(limit: str | None = None, after: str | None = None):
