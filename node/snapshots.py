@@ -71,7 +71,7 @@ class Snapshots:
         self.roots: dict[int, Hash] = {
             int.from_bytes(k[len(schema.SNAPSHOT_ROOT):], "big"): Hash(v)
             for k, v in kv.scan(schema.SNAPSHOT_ROOT)}
-        self._pending: dict[int, Future] = {}
+        self._pending: dict[int, tuple[Future, object]] = {}  # height -> (its walk, its reader)
         self._cancel = threading.Event()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="snapshot")
         self.last_seconds: float | None = None  # how long the latest walk took (a metric)
@@ -84,10 +84,16 @@ class Snapshots:
 
     # ------------------------------------------------------------------ computing
     def on_snapshot_height(self, height: int) -> None:
-        """Chain tells us: the store holds exactly the state after final block `height`."""
+        """Chain tells us: the store holds exactly the state after final block `height`. A walk
+        still waiting for an older height is dropped: a node catching up through many snapshot
+        heights walks its state once per height it reaches at its pace, not once per height."""
+        for older, (future, reader) in list(self._pending.items()):
+            if future.cancel():
+                reader.close()
+                del self._pending[older]
         reader = self.kv.snapshot()
         block = self.chain.final_block_bytes(height)
-        self._pending[height] = self._worker.submit(self._walk, reader, height, block)
+        self._pending[height] = (self._worker.submit(self._walk, reader, height, block), reader)
 
     def _walk(self, reader, height: int, block: bytes) -> Hash:
         """(background thread) The commitment of `reader`'s state, and the chunk file if kept. A
@@ -140,12 +146,12 @@ class Snapshots:
 
     def _collect(self) -> None:
         """Take in the walks that ended: remember, persist, and drop the oldest roots and files."""
-        done = [h for h, f in self._pending.items() if f.done()]
+        done = [h for h, (f, _) in self._pending.items() if f.done()]
         if not done:
             return
         puts = {}
         for height in done:
-            future = self._pending.pop(height)
+            future, _ = self._pending.pop(height)
             try:
                 self.roots[height] = future.result()
                 puts[schema.snapshot_root_key(height)] = self.roots[height]
@@ -192,13 +198,16 @@ class Snapshots:
 
     def wait_idle(self) -> None:
         """Wait for the walks under way (tools and tests; the node never waits for one)."""
-        for future in list(self._pending.values()):
+        for future, _ in list(self._pending.values()):
             future.exception()
         self._collect()
 
     def close(self) -> None:
         self._cancel.set()
         self._worker.shutdown(wait=True, cancel_futures=True)
+        for future, reader in self._pending.values():
+            if future.cancelled():
+                reader.close()
 
     # ------------------------------------------------------------------ serving
     def kept(self) -> list[int]:

@@ -4,6 +4,7 @@ that finalizes past a snapshot height stops there for the commitment to read; a 
 its own commitment and a voter refuses a block whose attestation differs; a snapshot file restores
 the exact state, and every forged or unanchored variant of one is refused and writes nothing."""
 import dataclasses
+import threading
 
 import msgpack
 import pytest
@@ -264,3 +265,16 @@ def test_a_node_keeps_its_newest_snapshot_files_and_lists_what_attests_them(tmp_
     assert [s["height"] for s in listed] == [4 * INTERVAL, 3 * INTERVAL]
     assert all(s["attested_by"] > s["height"] for s in listed)
     assert c.snaps.export(INTERVAL) is None  # dropped
+
+
+def test_a_node_catching_up_through_many_snapshot_heights_walks_only_the_newest_waiting(tmp_path):
+    c = OneProducer(tmp_path)
+    busy = threading.Event()
+    c.snaps._worker.submit(busy.wait)  # the walker is busy (with an earlier, long walk)
+    for _ in range(3 * INTERVAL + 1):  # notarized by sync, then one vote finalizes them all
+        c.block().notarized = True
+    c.vote(c.block())
+    assert sorted(c.snaps._pending) == [3 * INTERVAL]  # the waiting walks of 3 and 6 were dropped
+    busy.set()
+    c.snaps.wait_idle()
+    assert sorted(c.snaps.roots) == [3 * INTERVAL]
