@@ -287,7 +287,7 @@ class NodeService:
         built = time.perf_counter()
         self.on_block(block, slot, own_layer=layer)
         self.metrics.produced += 1
-        log.info("produced block %d (slot %d, %d txs, parent slot %d) in %.0f ms, added in %.0f ms",
+        log.debug("produced block %d (slot %d, %d txs, parent slot %d) in %.0f ms, added in %.0f ms",
                  block.header.height, slot, len(block.txs), self.chain.nodes[block.header.prev_id].slot,
                  (built - started) * 1000, (time.perf_counter() - built) * 1000)
 
@@ -490,13 +490,13 @@ class NodeService:
 
     async def stop(self) -> None:
         self.health.stopping = True
-        await self.net.stop()
-        if self._task is not None:
+        if self._task is not None:  # first: no block is produced while the rest stops
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        await self.net.stop()
         await self.verify_pool.stop()
         self._block_verify_pool.shutdown(wait=True)
         self.snapshots.close()

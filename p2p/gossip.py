@@ -64,6 +64,7 @@ MAX_QUEUED_MSGS = 2_000
 SYNC_INTERVAL_S = 1.0
 SYNC_BATCH = MAX_SYNC_COUNT  # final blocks asked per page; the server bounds a page by bytes too
 SYNC_LAG = 2  # more blocks behind than this and the node reports `syncing`
+STOP_ROUNDS, STOP_ROUND_S = 3, 1.0  # cancellations of the tasks at shutdown, and the wait after each
 SYNC_PROGRESS_S = 5.0  # a long catch-up logs its progress this often
 TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 SYNC_TIMEOUT = httpx.Timeout(30.0, connect=1.0)
@@ -170,10 +171,19 @@ class Network:
             self._tasks.append(watch(loop.create_task(self._sync_loop()), "sync"))
 
     async def stop(self) -> None:
-        tasks = self._tasks + [p.polling for p in self.peers if p.polling is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel every lane and the sync loop. Python 3.11's `asyncio.wait_for` can swallow a
+        cancellation that lands as its inner request completes, and the lane then goes on; so a
+        task still running after a moment is cancelled again, and one that never ends is left
+        behind (said) rather than holding the node's shutdown (seen: a node ignoring SIGTERM)."""
+        pending = set(self._tasks + [p.polling for p in self.peers if p.polling is not None])
+        for _ in range(STOP_ROUNDS):
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_ROUND_S)
+        if pending:
+            log.warning("%d gossip tasks did not stop; shutting down without them", len(pending))
         self._tasks = []
         for peer in self.peers:
             await peer.client.aclose()
