@@ -12,6 +12,7 @@ from core.wallet import Client, NodeUnreachable
 from node import testnet
 from node.testnet import free_port_range, prepare
 from tests.test_multinode import finals, wait_until
+from tests.test_newcomer import is_ignored
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,14 +24,26 @@ def walkthrough(tag: str) -> str:
     return found.group(1)
 
 
+LINKED = ("cli.py", "contracts")
+
+
 def workdir(tmp_path: Path) -> Path:
     """A directory that looks like the repository to the walkthrough (cli.py, contracts/), so the
-    files it writes (frank.json, my_rules.py) land in the test's own directory."""
+    files it writes (walkthrough/frank.json, walkthrough/my_rules.py) land in the test's own
+    directory."""
     cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    for name in ("cli.py", "contracts"):
+    cwd.mkdir(exist_ok=True)
+    for name in LINKED:
         (cwd / name).symlink_to(ROOT / name)
     return cwd
+
+
+def assert_writes_only_ignored_scratch_files(cwd: Path, *apart: str) -> None:
+    """The walkthrough writes under ./walkthrough/ only (the `apart` entries were there before it
+    ran), and .gitignore ignores all of it: run in a checkout, it leaves `git status` clean."""
+    assert sorted(p.name for p in cwd.iterdir() if p.name not in LINKED + apart) == ["walkthrough"]
+    written = [str(p.relative_to(cwd)) for p in (cwd / "walkthrough").rglob("*") if p.is_file()]
+    assert written and [w for w in written if not is_ignored(w)] == []
 
 
 def run_bash(script: str, cwd: Path, node_url: str, timeout_s: float) -> str:
@@ -52,9 +65,12 @@ def test_the_dev_chain_walkthrough_runs_as_written(tmp_path):
     try:
         with Client(url) as c:
             wait_until(lambda: _answers(c), 30, "the dev node")
-            run_bash(walkthrough("dev"), workdir(tmp_path), url, 240)
+            cwd = workdir(tmp_path)
+            run_bash(walkthrough("dev"), cwd, url, 240)
+            assert_writes_only_ignored_scratch_files(cwd)
             frank = c.account("frank")
-            assert (frank["stake"], frank["maturing"], frank["unbonding"]) == (500, 0, 500)
+            assert (frank["stake"], frank["maturing"], frank["unbonding"]) == (10_000, 0, 5_000)
+            assert frank["assets"]["behaviour"] > 0  # his stake had matured: the attendance paid
             candidates = {p["name"]: p["approval"] for p in c.producers()["producers"]}
             assert candidates["frank"] == c.account("bob")["stake"]
             assert c.status()["schedule"] == ["alice"] and not c.status()["stalled"]
@@ -73,6 +89,7 @@ def test_the_governance_walkthrough_runs_as_written_on_the_testnet(tmp_path):
         net.start_all()
         wait_until(lambda: min(finals(net, range(4))) >= 1, 30, "finality on the testnet")
         run_bash(walkthrough("testnet"), cwd, net.urls[0], 240)
+        assert_writes_only_ignored_scratch_files(cwd, "testnet")
         with Client(net.urls[0]) as c:
             proposals = c.proposals()["proposals"]
             assert [p["status"] for p in proposals if p["action"] == "set_param"] in (["approved"], ["enacted"])
