@@ -64,6 +64,21 @@ def write_devnet(out: Path, genesis_doc: dict, dev_keys: dict, n_producers: int)
         write_key_file(out / "keys" / f"{m['name']}.json", m["name"], Keypair(bytes.fromhex(m["seed"])))
 
 
+def finality_hint(out: Path, first: str, producers: int) -> str:
+    """How many producers' nodes must run for blocks to become final (core.quorum), and how the
+    first one starts: a chain started with fewer produces blocks that never become final."""
+    from core.devnet import DEFAULT_BASE_PORT  # (producer i's URL in the genesis is on this + i)
+    from core.quorum import notarization_quorum
+    run = f"python cli.py node run --genesis {out}/genesis.json --key-file {out}/keys/{first}.json"
+    if producers == 1:
+        return f"blocks become final while the producer's node runs:\n  {run}"
+    peers = " ".join(f"--peer http://127.0.0.1:{DEFAULT_BASE_PORT + i}" for i in range(1, min(producers, 4)))
+    return (f"blocks become final only while the nodes of at least {notarization_quorum(producers)} "
+            f"of the {producers} producers run (2/3 + 1; with fewer, `query status` says stalled), "
+            f"each with its own key file, port and the others as peers, e.g.\n"
+            f"  {run} --port {DEFAULT_BASE_PORT} {peers}{' ...' if producers > 4 else ''}")
+
+
 @genesis.command("create")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--members", required=True, type=click.IntRange(1, 10_000))
@@ -88,7 +103,8 @@ def genesis_create(out, members, producers, chain_id, block_interval_ms, genesis
                                         deterministic=deterministic)
     write_devnet(out, genesis_doc, dev_keys, producers)
     click.echo(f"chain {chain_id}: {members} members, {producers} producers -> {out}/genesis.json\n"
-               f"member keys: {out}/dev-keys.json   producer key files: {out}/keys/")
+               f"member keys: {out}/dev-keys.json   producer key files: {out}/keys/\n"
+               + finality_hint(out, dev_keys["members"][0]["name"], producers))
     if producers < 3:
         click.echo(f"note: a chain of {producers} producer(s) never changes its producer set (an "
                    "election keeps 2/3 + 1 of the producers it had); start with 3 or more for "

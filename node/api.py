@@ -40,6 +40,7 @@ MAX_WAIT_S = 120.0
 async def submit_one(service: NodeService, body: bytes, content_type: str, wait: str | None,
                      timeout: float) -> tuple[int, dict]:
     """POST /v1/transactions: admit one tx, optionally wait until it is included or final."""
+    check_route(service)
     tx = decode_submitted_tx(body, content_type)
     service.submit(tx)
     if wait is None:
@@ -47,6 +48,15 @@ async def submit_one(service: NodeService, body: bytes, content_type: str, wait:
     result = await service.wait_for(tx.id, wait, timeout)
     reached = result["status"] in ("final", "rejected") or (wait == "included" and result["status"] == "included")
     return (200 if reached else 202), result
+
+
+def check_route(service: NodeService) -> None:
+    """Refuse txs that could never reach a block: a node that neither produces (no key file) nor
+    has peers to relay to would hold them as `pending` until they expire."""
+    if service.producer_name is None and not service.config.peers:
+        raise ProtocolError("no_route", "this node has no peers and does not produce blocks, so no "
+                                        "tx sent to it can reach a block: send it to a node that "
+                                        "does, or configure `peers`", status=503)
 
 
 class FastSubmit:
@@ -189,6 +199,7 @@ def create_app(service: NodeService) -> "FastSubmit":
     @app.post("/v1/transactions/batch")
     async def submit_batch(request: Request):
         body = await read_body(request, MAX_BATCH_BYTES)
+        check_route(service)
         try:
             items = msgpack.unpackb(body)
         except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):

@@ -47,7 +47,7 @@ def orphaned(tmp_path_factory):
     log_path = tmp / "node.log"
     command = [sys.executable, os.path.join(ROOT, "cli.py"), "node", "run", "--data-dir",
                str(tmp / "data"), "--port", url.rsplit(":", 1)[1], "--genesis",
-               str(tmp / "genesis.json")]  # and no --key-file
+               str(tmp / "genesis.json"), "--peer", "http://127.0.0.1:9"]  # alice's, down; no --key-file
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
