@@ -23,6 +23,7 @@ from typing import Callable
 
 from core.errors import InvariantBroken
 from core.genesis import now_ms
+from core.quorum import notarization_quorum
 
 log = logging.getLogger("node")
 
@@ -102,12 +103,21 @@ class Health:
                         since_block <= len(schedule) // 3 + 1 + PRODUCING_MARGIN_SLOTS,
                         not self.service.net.syncing and quiet > len(schedule) + STALL_MARGIN_SLOTS)
 
+    def voters_seen(self, schedule: tuple[str, ...]) -> int:
+        """The producers of `schedule` whose votes this node can have: itself if it produces, and
+        each peer that is up and named one of them in its status."""
+        service = self.service
+        names = {p.name for p in service.net.peers if p.ok} | {service.producer_name}
+        return len(names & set(schedule))
+
     def status(self, slot: int | None = None) -> dict:
         """The `/v1/status` fields this module adds, at wall-clock `slot` (default: now)."""
         now = self.liveness(slot)
         return {"slot_producer": now.slot_producer, "schedule": list(now.schedule),
                 "slots_since_block": now.slots_since_block, "slots_since_final": now.slots_since_final,
-                "stalled": now.stalled, "empty_slots_seen": dict(sorted(self.empty_slots.items()))}
+                "stalled": now.stalled, "finality_quorum": notarization_quorum(len(now.schedule)),
+                "producers_seen": self.voters_seen(now.schedule),
+                "empty_slots_seen": dict(sorted(self.empty_slots.items()))}
 
     def on_slot(self, slot: int) -> None:
         """Once a slot (the producer loop), `slot` being the current one: count each slot that
@@ -125,9 +135,12 @@ class Health:
         now = self.liveness(slot)
         if now.stalled and not self._stalled:
             log.warning("chain stalled: nothing final for %d slots (final height %d, slot %d), the "
-                        "newest block is %d slots old; slot %d's producer is %s, schedule %s",
+                        "newest block is %d slots old; slot %d's producer is %s, schedule %s; "
+                        "waiting for votes: %d of the %d producers needed, %d seen up from this node",
                         now.slots_since_final, chain.final_height, chain.final.slot,
-                        now.slots_since_block, slot, now.slot_producer, ",".join(now.schedule))
+                        now.slots_since_block, slot, now.slot_producer, ",".join(now.schedule),
+                        notarization_quorum(len(now.schedule)), len(now.schedule),
+                        self.voters_seen(now.schedule))
         elif self._stalled and not now.stalled:
             log.info("chain no longer stalled: final height %d (slot %d)", chain.final_height,
                      chain.final.slot)
