@@ -4,9 +4,11 @@ Events are counted where they happen (plain counters, histograms of when blocks 
 become final, measured from the start of their slot, and of how long txs wait for their signature
 checks). Everything that is state — heights, mempool, peers, missed slots, evidence — is read when
 the metrics are scraped, so it costs nothing in between.
-Each node has its own registry (tests run several nodes in one process).
+Each node has its own registry (tests run several nodes in one process), with prometheus-client's
+process and platform collectors in it (`process_resident_memory_bytes`, `python_info`...).
 """
-from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics
+from prometheus_client import (CollectorRegistry, Histogram, PlatformCollector, ProcessCollector,
+                               disable_created_metrics)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -47,6 +49,10 @@ class NodeMetrics:
                                         "its signature checks", buckets=WAIT_BUCKETS,
                                         registry=self.registry)
         self.registry.register(_StateCollector(service, self))
+        # the process's CPU, memory, open files and start time, and the Python version (not the
+        # GC collector: gc.callbacks on every collection, and node.main tunes the GC itself)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
 
     def refuse(self, code: str) -> None:
         self.refused[code] = self.refused.get(code, 0) + 1

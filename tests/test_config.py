@@ -2,6 +2,8 @@
 A setting of the wrong type or range, or a malformed genesis, is refused before anything starts,
 with a message that says what is wrong."""
 import json
+import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -44,9 +46,10 @@ def test_a_config_file_is_read_and_overrides_win(tmp_path):
     ("key_file = 5", "key_file"),
 ])
 def test_a_setting_of_the_wrong_type_or_range_is_refused_by_name(tmp_path, line, setting):
+    path = write(tmp_path, f"[node]\n{line}\n")
     with pytest.raises(ValueError) as e:
-        load_config(write(tmp_path, f"[node]\n{line}\n"))
-    assert str(e.value).startswith(f"invalid config: {setting} must be")
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: {setting} must be")  # the file, then the setting
 
 
 def test_unknown_settings_are_refused(tmp_path):
@@ -55,11 +58,57 @@ def test_unknown_settings_are_refused(tmp_path):
 
 
 def test_node_run_with_a_bad_config_is_a_usage_error_before_it_starts(tmp_path):
-    result = CliRunner().invoke(cli, ["node", "run", "--config", write(tmp_path, "[node]\nport = 80808080\n"),
-                                      "--data-dir", str(tmp_path / "data")])
+    path = write(tmp_path, "[node]\nport = 80808080\n")
+    result = CliRunner().invoke(cli, ["node", "run", "--config", path, "--data-dir", str(tmp_path / "data")])
     assert result.exit_code == 2
-    assert "invalid config: port must be an integer 1..65535 (got 80808080)" in result.output
+    # one clean line naming the file and the setting, not click's usage block
+    assert result.output.strip() == f"Error: {path}: port must be an integer 1..65535 (got 80808080)"
     assert not (tmp_path / "data").exists()
+
+
+def test_a_setting_given_as_a_flag_is_not_blamed_on_the_file(tmp_path):
+    with pytest.raises(ValueError) as e:
+        load_config(write(tmp_path, "[node]\nport = 9000\n"), data_dir="")
+    assert str(e.value).startswith("invalid config: data_dir must be")
+
+
+def test_a_toml_syntax_error_names_the_file_and_line(tmp_path):
+    path = write(tmp_path, '[node]\nport = 9000\nhost = "127.0.0.1\n')
+    with pytest.raises(ValueError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: not valid TOML") and "line 3" in str(e.value)
+    result = CliRunner().invoke(cli, ["node", "run", "--config", path])
+    assert result.exit_code == 2 and "Usage:" not in result.output and "line 3" in result.output
+
+
+def test_relative_paths_in_a_file_are_read_from_its_folder_and_flags_from_the_working_dir(
+        tmp_path, monkeypatch):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "node.toml"
+    path.write_text('[node]\ndata_dir = "data"\ngenesis = "../chain/genesis.json"\n'
+                    'key_file = "keys/producer.json"\nlog_file = "/var/log/node.log"\n')
+    monkeypatch.chdir(tmp_path)
+    config = load_config(str(path))
+    assert (config.data_dir, config.genesis, config.key_file, config.log_file) == (
+        str(folder / "data"), str(folder / "../chain/genesis.json"), str(folder / "keys/producer.json"),
+        "/var/log/node.log")
+    config = load_config("etc/node.toml", data_dir="here", key_file="k.json")
+    assert (config.data_dir, config.genesis, config.key_file) == (
+        "here", "etc/../chain/genesis.json", "k.json")
+    assert load_config(str(path), key_file="").key_file == ""  # a flag may empty it
+
+
+def test_the_readme_example_config_is_accepted_once_its_placeholders_are_filled(tmp_path):
+    """The README's config, as printed there, but for its `<64 hex digits>` placeholder (which
+    the node refuses, as it should) and the files it names, which must exist."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = re.search(r"```toml\n(\[node\]\n.*?peer_keys.*?)```", readme, re.S).group(1)
+    path = write(tmp_path, example.replace("<64 hex digits>", "ab" * 32))
+    config = load_config(path)
+    assert config.genesis == str(tmp_path / "genesis.json") and config.peer_keys == {"watcher": "ab" * 32}
+    with pytest.raises(ValueError, match="peer_keys must be"):
+        load_config(write(tmp_path, example))
 
 
 def _genesis_with(**changes) -> dict:
@@ -86,3 +135,14 @@ def test_a_malformed_genesis_is_refused_with_what_is_wrong(tmp_path, text, messa
     assert str(e.value).startswith("invalid genesis") and message in str(e.value)
     result = CliRunner().invoke(cli, ["node", "run", "--genesis", str(path), "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 2 and "invalid genesis" in result.output
+
+
+def test_a_missing_genesis_or_key_file_named_in_the_config_names_the_config_and_setting(tmp_path):
+    path = write(tmp_path, '[node]\ngenesis = "chain.json"\n')
+    result = CliRunner().invoke(cli, ["node", "run", "--config", path])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: {path}: genesis {tmp_path / 'chain.json'}: No such file or directory"
+    path = write(tmp_path, '[node]\nkey_file = "producer.json"\n')
+    result = CliRunner().invoke(cli, ["node", "run", "--config", path, "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "Usage:" not in result.output
+    assert f"{path}: key_file {tmp_path / 'producer.json'} is not a readable key file" in result.output
