@@ -23,7 +23,7 @@ from node.cli_simulate import simulate
 from node.cli_snapshot import snapshot
 from node.cli_testnet import testnet
 from node.cli_tx import tx
-from node.config import write_key_file
+from node.keystore import write_key_file
 
 
 class Cli(click.Group):

@@ -186,7 +186,7 @@ def _wait_ready(port: int, proc, timeout_s: float = 20) -> None:
 def bench_ingest(n_single: int = 8000, n_batched: int = 20000, batch_size: int = 500,
                  port: int = 18555, connections: int = 32) -> dict:
     """HTTP ingestion into a real node process: one tx per request, then batched msgpack."""
-    from node.config import write_key_file
+    from node.keystore import write_key_file
 
     members = bench_keys(200)
     now = time.time_ns() // 1_000_000

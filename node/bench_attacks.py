@@ -236,7 +236,7 @@ def _measure(url: str, pid: int, seconds: float) -> dict:
 
 def bench_attacks(seconds: float = 10.0, port: int = 18556, only: tuple = ()) -> dict:
     """{phase: figures}: "baseline", then each attack of ATTACKS (or of `only`)."""
-    from node.config import write_key_file
+    from node.keystore import write_key_file
 
     members = bench_keys(20)
     genesis = bench_genesis(members, time.time_ns() // 1_000_000 - 10_000)

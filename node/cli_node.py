@@ -10,8 +10,9 @@ import click
 from core.devnet import load_dev_keys
 from core.genesis import DEFAULT_DEV_KEYS, DEFAULT_GENESIS, load_genesis
 from core.wallet import DEFAULT_NODE_URL
-from node.cli_params import read_key_file_or_fail
-from node.config import SETTING_HELP, NodeConfig, load_config, read_key_file, write_key_file
+from node.cli_params import read_key_file_prompting
+from node.config import SETTING_HELP, NodeConfig, load_config
+from node.keystore import check_private, read_key_info, write_key_file
 
 
 class ConfigProblem(click.ClickException):
@@ -61,7 +62,7 @@ def node_run(config_file, data_dir, host, port, genesis_file, key_file, peers, a
     if dev_mode:
         config = _with_dev_producer_key(config, chain)
     try:
-        producer = read_key_file(config.key_file).name if config.key_file else None
+        producer = read_key_file_prompting(config.key_file).name if config.key_file else None
     except (OSError, ValueError, KeyError) as e:
         raise ConfigProblem(f"{_origin(config_file, key_file, 'key_file')} {config.key_file} is not a "
                             f"readable key file: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
@@ -165,7 +166,8 @@ def node_init(directory, genesis_file, key_file, force):
             load_genesis(genesis_file)
             overrides["genesis"] = str(Path(genesis_file).resolve())
         if key_file:
-            read_key_file_or_fail(key_file)
+            check_private(key_file)
+            read_key_info(key_file)  # its name and public key read; no passphrase needed
             overrides["key_file"] = str(Path(key_file).resolve())
     except (OSError, ValueError) as e:
         raise ConfigProblem(str(e)) from None

@@ -3,6 +3,7 @@ helpers (cli.py and the node/cli_*.py command groups)."""
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import click
@@ -10,7 +11,8 @@ import click
 from core.types import is_name
 from core.genesis import now_ms
 from core.wallet import DEFAULT_NODE_URL
-from node.config import read_key_file
+from node.keystore import (PASSPHRASE_ENV, PASSPHRASE_SOURCES, KeyFileError, WrongPassphrase, is_encrypted,
+                           passphrase_from_env, read_key_file, read_passphrase_file)
 
 EXIT_REJECTED = 1
 EXIT_UNREACHABLE = 3
@@ -33,8 +35,8 @@ def write_private_json(path: Path, doc) -> None:
 class HexBytes(click.ParamType):
     name = "HEX"
 
-    def __init__(self, length: int):
-        self.length = length
+    def __init__(self, length: int | None):
+        self.length = length  # None: any
 
     def convert(self, value, param, ctx):
         if isinstance(value, bytes):
@@ -43,7 +45,7 @@ class HexBytes(click.ParamType):
             raw = bytes.fromhex(value)
         except ValueError:
             self.fail(f"{value!r} is not hex", param, ctx)
-        if len(raw) != self.length:
+        if self.length is not None and len(raw) != self.length:
             self.fail(f"expected {self.length} bytes ({2 * self.length} hex digits), got {len(raw)}",
                       param, ctx)
         return raw
@@ -84,8 +86,65 @@ node_option = click.option("--node", default=DEFAULT_NODE_URL, show_default=True
                            envvar="COMMUNITY_CHAIN_NODE", help="Base URL of the node's API.")
 
 
-def read_key_file_or_fail(path):
+passphrase_option = click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False),
+    help="File holding the key file's passphrase (mode 600). Else COMMUNITY_CHAIN_PASSPHRASE_FILE, "
+         "COMMUNITY_CHAIN_PASSPHRASE, or a prompt on a terminal.")
+PROMPT_TRIES = 3
+
+
+def is_interactive() -> bool:
+    """Whether a person can be asked: stdin is a terminal (not a pipe, a service, a test)."""
+    return sys.stdin.isatty()
+
+
+def get_passphrase(passphrase_file, what: str, *, confirm: bool = False) -> str:
+    """A passphrase from, in order: passphrase_file, COMMUNITY_CHAIN_PASSPHRASE_FILE,
+    COMMUNITY_CHAIN_PASSPHRASE, a hidden prompt (twice with `confirm`) if stdin is a terminal;
+    else a usage error naming these."""
     try:
+        passphrase = read_passphrase_file(passphrase_file) if passphrase_file else passphrase_from_env()
+    except (OSError, KeyFileError) as e:
+        raise click.UsageError(f"cannot read the passphrase: {e}") from None
+    if passphrase is not None:
+        return passphrase
+    if not is_interactive():
+        raise click.UsageError(f"{what} needs a passphrase: use {PASSPHRASE_SOURCES}")
+    while True:
+        passphrase = click.prompt(f"Passphrase for {what}", hide_input=True, confirmation_prompt=confirm,
+                                  err=True)
+        if passphrase:
+            return passphrase
+        click.echo("an empty passphrase protects nothing; type one", err=True)
+
+
+def read_key_file_prompting(path, passphrase_file=None):
+    """read_key_file, with the passphrase from passphrase_file or the environment, else asked on a
+    terminal (up to 3 tries); a passphrase typed at the prompt is kept in COMMUNITY_CHAIN_PASSPHRASE
+    for the rest of this process, so that `node run` asks once and its service reads the key file
+    again with it. Raises OSError or ValueError (KeyFileError) as read_key_file."""
+    if passphrase_file:
+        return read_key_file(path, read_passphrase_file(passphrase_file))
+    if passphrase_from_env() is not None or not is_encrypted(path) or not is_interactive():
         return read_key_file(path)
+    for attempt in range(PROMPT_TRIES):
+        passphrase = click.prompt(f"Passphrase for {path}", hide_input=True, err=True)
+        try:
+            kf = read_key_file(path, passphrase)
+        except WrongPassphrase:
+            if attempt == PROMPT_TRIES - 1:
+                raise
+            click.echo("wrong passphrase, try again", err=True)
+            continue
+        os.environ[PASSPHRASE_ENV] = passphrase
+        return kf
+
+
+def read_key_file_or_fail(path, passphrase_file=None):
+    """read_key_file_prompting, its failures a usage error (exit 2) naming the file."""
+    try:
+        return read_key_file_prompting(path, passphrase_file)
+    except KeyFileError as e:
+        raise click.UsageError(str(e)) from None
     except (OSError, ValueError, KeyError) as e:
         raise click.UsageError(f"{path} is not a readable key file: {e}") from None

@@ -1,4 +1,5 @@
-"""`tx`: sign transactions with a key file or a dev key and submit them to a node."""
+"""`tx`: sign transactions with a key file or a dev key and submit them to a node, or sign them
+offline into a file (`--offline --out FILE`) that `tx broadcast FILE` submits later."""
 import re
 from pathlib import Path
 
@@ -8,11 +9,12 @@ from contracts import CompileError, compile_source
 from core.crypto import Keypair
 from core.devnet import load_dev_keys
 from core.genesis import DEFAULT_DEV_KEYS
-from core.types import MAX_INT, MAX_RULES_CODE_BYTES
-from core.wallet import Client, Wallet, reached
+from core.evidence import KINDS as EVIDENCE_KINDS
+from core.types import MAX_INT, MAX_RULES_CODE_BYTES, Tx
+from core.wallet import DEFAULT_TTL_MS, Client, Wallet, reached
 from node.cli_params import (AMOUNT, EXIT_NOT_REACHED, EXIT_REJECTED, NAME, HexBytes, Time, echo_json,
-                             node_option, read_key_file_or_fail)
-from node.config import write_key_file
+                             node_option, passphrase_option, read_key_file_or_fail)
+from node.keystore import write_key_file
 
 
 def signer_options(f):
@@ -24,13 +26,39 @@ def signer_options(f):
         click.option("--dev", metavar="NAME", help="Sign with NAME's public dev key."),
         click.option("--dev-keys", type=click.Path(dir_okay=False), default=str(DEFAULT_DEV_KEYS),
                      show_default="the embedded chain's", help="dev-keys.json used by --dev."),
-        click.option("--chain-id", help="Chain to sign for (default: asked from the node)."),
+        click.option("--chain-id", help="Chain to sign for (default: asked from the node; "
+                                        "required with --offline)."),
+        passphrase_option,
     ]):
         f = opt(f)
     return f
 
 
+class Duration(click.ParamType):
+    """'90s', '10m', '1h': a span of time, in milliseconds."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"(\d+)([smh])", value)
+        if m is None or int(m.group(1)) == 0:
+            self.fail(f"{value!r}: use N followed by s, m or h, e.g. 10m", param, ctx)
+        return int(m.group(1)) * Time.UNITS[m.group(2)]
+
+
 def send_options(f):
+    """--wait, --timeout, --print-id for a tx sent now; --offline --out FILE to sign it into a
+    file instead; --expires-in."""
+    f = click.option("--expires-in", "ttl_ms", type=Duration(), default=f"{DEFAULT_TTL_MS // 60_000}m",
+                     show_default=True, help="The tx expires this long after signing (the chain "
+                     "refuses more than max_tx_expiry_ms of GET /v1/params, 1h by default).")(f)
+    f = click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="With --offline: the file to write the signed tx to.")(f)
+    f = click.option("--offline", is_flag=True,
+                     help="Sign without contacting a node (needs --chain-id and --out FILE); "
+                          "submit the file later with `tx broadcast FILE`.")(f)
     f = click.option("--print-id", is_flag=True,
                      help="Print only the tx id, for scripts: ID=$(python cli.py tx ... --print-id).")(f)
     f = click.option("--timeout", type=click.FloatRange(0, 120), default=30.0, show_default=True,
@@ -39,11 +67,16 @@ def send_options(f):
                         show_default=True, help="Answer once the tx reaches this status.")(f)
 
 
-def _wallet(client: Client, opts: dict) -> Wallet:
+def _wallet(opts: dict, client: Client | None) -> Wallet:
+    """The signer of opts; the chain id from --chain-id, else asked from `client` (None: offline,
+    then --chain-id is required)."""
     if bool(opts["key_file"]) == bool(opts["dev"]):
         raise click.UsageError("give exactly one of --key-file FILE or --dev NAME")
+    if client is None and not opts["chain_id"]:
+        raise click.UsageError("--offline signs for the chain given by --chain-id ID "
+                               "(`query status` shows a node's chain_id)")
     if opts["key_file"]:
-        kf = read_key_file_or_fail(opts["key_file"])
+        kf = read_key_file_or_fail(opts["key_file"], opts["passphrase_file"])
         name, key = kf.name, kf.key
     else:
         try:
@@ -54,15 +87,41 @@ def _wallet(client: Client, opts: dict) -> Wallet:
             raise click.BadParameter(f"no dev key {opts['dev']!r}; known: {', '.join(dev)}",
                                      param_hint="--dev")
         name, key = opts["dev"], dev[opts["dev"]]
-    return Wallet(name, key, opts["chain_id"] or client.status()["chain_id"])
+    return Wallet(name, key, opts["chain_id"] or client.status()["chain_id"],
+                  opts.get("ttl_ms", DEFAULT_TTL_MS))
+
+
+def _check_offline(opts: dict) -> None:
+    if opts["offline"] and opts["out_file"] is None:
+        raise click.UsageError("--offline writes the signed tx to --out FILE: give it")
+    if opts["out_file"] is not None and not opts["offline"]:
+        raise click.UsageError("--out FILE is for --offline signing")
 
 
 def _send(opts: dict, build) -> None:
     """Sign with the chosen key, submit, print the node's answer; exit 1 if it was rejected, 4 if
-    it did not reach the --wait status within --timeout."""
+    it did not reach the --wait status within --timeout. With --offline: sign and write the tx's
+    wire bytes to --out FILE, contacting no node."""
+    _check_offline(opts)
+    if opts["offline"]:
+        tx = build(_wallet(opts, None))
+        opts["out_file"].parent.mkdir(parents=True, exist_ok=True)
+        opts["out_file"].write_bytes(tx.raw)
+        if opts["print_id"]:
+            click.echo(tx.id.hex())
+        else:
+            echo_json({"id": tx.id.hex(), "file": str(opts["out_file"]), "kind": tx.kind,
+                       "sender": tx.sender, "chain_id": tx.chain_id, "expires_at": tx.expires_at})
+        click.echo(f"signed offline; submit before it expires with: python cli.py tx broadcast "
+                   f"{opts['out_file']} --node URL", err=True)
+        return
     with Client(opts["node"]) as client:
-        tx = build(_wallet(client, opts))
-        result = client.submit(tx, wait=opts["wait"], timeout_s=opts["timeout"])
+        tx = build(_wallet(opts, client))
+        _submit(client, tx, opts)
+
+
+def _submit(client: Client, tx: Tx, opts: dict) -> None:
+    result = client.submit(tx, wait=opts["wait"], timeout_s=opts["timeout"])
     if opts["print_id"] and result.get("status") != "rejected":
         click.echo(result["id"])
     else:
@@ -138,7 +197,7 @@ def tx_approve(producer, revoke, **opts):
 def tx_ticket(ref, attendee, **opts):
     """As the event's organizer, print a hex ticket admitting ATTENDEE (nothing is submitted)."""
     with Client(opts["node"]) as client:  # only contacted when --chain-id is not given
-        click.echo(_wallet(client, opts).ticket(ref, attendee).hex())
+        click.echo(_wallet(opts, client).ticket(ref, attendee).hex())
 
 
 @tx.command("attend")
@@ -167,7 +226,9 @@ def tx_refer(new_account, pubkey, new_key_file, **opts):
             raise click.UsageError(f"{new_key_file} exists; choose another --new-key-file")
         key = Keypair.generate()
         write_key_file(new_key_file, new_account, key)  # before sending, so the key is never lost
-        click.echo(f"wrote {new_key_file} for {new_account}", err=True)
+        click.echo(f"wrote {new_key_file} for {new_account}, unencrypted: hand it over privately, "
+                   f"then encrypt it with `python cli.py keys import {new_key_file} --out "
+                   f"{new_key_file} --force`", err=True)
         pubkey = key.public_key
     _send(opts, lambda w: w.refer(new_account, pubkey))
 
@@ -224,16 +285,33 @@ def tx_unjail(**opts):
 
 @tx.command("report-equivocation")
 @click.argument("producer", type=NAME)
+@click.option("--evidence-kind", type=click.Choice(sorted(EVIDENCE_KINDS)),
+              help="With --first and --second: report this pair instead of the node's evidence.")
+@click.option("--first", type=HexBytes(None), help="The first conflicting message (hex).")
+@click.option("--second", type=HexBytes(None), help="The second conflicting message (hex).")
 @signer_options
 @send_options
-def tx_report_equivocation(producer, **opts):
+def tx_report_equivocation(producer, evidence_kind, first, second, **opts):
     """Report on chain the conflicting messages of PRODUCER that the node holds as evidence
-    (GET /v1/producers); a producer reported once is never elected again."""
-    with Client(opts["node"]) as client:
-        held = [e for e in client.producers()["evidence"] if e["producer"] == producer]
-    if not held:
-        raise click.UsageError(f"the node holds no evidence against {producer}")
-    evidence = held[0]
+    (GET /v1/producers), or the pair given by --evidence-kind, --first and --second (needed with
+    --offline); a producer reported once is never elected again. No evidence held: exit 1."""
+    _check_offline(opts)
+    given = (evidence_kind, first, second)
+    if given != (None, None, None):
+        if None in given:
+            raise click.UsageError("a pair to report needs --evidence-kind, --first and --second")
+        evidence = {"kind": evidence_kind, "first": first.hex(), "second": second.hex()}
+    elif opts["offline"]:
+        raise click.UsageError("--offline cannot ask the node for its evidence: give "
+                               "--evidence-kind, --first and --second (from GET /v1/producers)")
+    else:
+        with Client(opts["node"]) as client:
+            held = [e for e in client.producers()["evidence"] if e["producer"] == producer]
+        if not held:  # a state of the node, not a mistake on the command line
+            click.echo(f"nothing to report: the node at {opts['node']} holds no evidence against "
+                       f"{producer}", err=True)
+            raise click.exceptions.Exit(EXIT_REJECTED)
+        evidence = held[0]
     _send(opts, lambda w: w.report_equivocation(evidence["kind"], bytes.fromhex(evidence["first"]),
                                                 bytes.fromhex(evidence["second"])))
 
@@ -261,9 +339,13 @@ def effective_height_option(f):
 
 
 def _height(opts: dict, height: tuple[bool, int]) -> int:
+    _check_offline(opts)
     relative, n = height
     if not relative:
         return n
+    if opts["offline"]:
+        raise click.UsageError(f"--effective-height +{n} asks the node for its head: give an "
+                               "absolute height with --offline")
     with Client(opts["node"]) as client:
         return client.status()["head"]["height"] + n
 
@@ -320,3 +402,18 @@ def tx_govern_upgrade_rules(source_file, code_file, height, **opts):
 def tx_govern_approve(proposal_id, **opts):
     """Approve a proposal by its id (the id of the tx that proposed it)."""
     _send(opts, lambda w: w.approve_proposal(proposal_id))
+
+
+@tx.command("broadcast")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@node_option
+@click.option("--wait", type=click.Choice(["final", "included", "none"]), default="final",
+              show_default=True, help="Answer once the tx reaches this status.")
+@click.option("--timeout", type=click.FloatRange(0, 120), default=30.0, show_default=True,
+              help="Seconds to wait for --wait; not reached by then: exit code 4.")
+@click.option("--print-id", is_flag=True, help="Print only the tx id.")
+def tx_broadcast(file, **opts):
+    """Submit a tx signed offline (`tx <kind> --offline --out FILE`); exit codes as for any tx."""
+    tx = Tx.decode(file.read_bytes())  # (its static checks: a ProtocolError is a usage error)
+    with Client(opts["node"]) as client:
+        _submit(client, tx, opts)

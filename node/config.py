@@ -3,14 +3,11 @@
 These are the operator's settings (ports, data dir, keys, peers); chain parameters come from the
 genesis file and protocol constants from code.
 """
-import json
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from core.crypto import Keypair
 from core.genesis import DEFAULT_GENESIS
 from node.http import MAX_BATCH_TXS, MAX_BODY_BYTES
 
@@ -183,33 +180,3 @@ def load_config(path: str | None = None, **overrides) -> NodeConfig:
         if path and e.setting not in from_flags:
             raise ConfigError(e.setting, e.reason, str(path)) from None
         raise
-
-
-@dataclass(frozen=True)
-class KeyFile:
-    name: str
-    key: Keypair
-
-
-def write_key_file(path: str | Path, name: str, key: Keypair) -> None:
-    """Write a key file readable by its owner only (0600), never world-readable even briefly."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"name": name, "seed": key.seed.hex(), "public_key": key.public_key.hex()}, f, indent=2)
-    os.chmod(path, 0o600)
-
-
-def read_key_file(path: str | Path) -> KeyFile:
-    """The key in `path`; refused (ValueError) if the file is readable or writable by group or
-    others, as ssh refuses a private key: a secret that others can read is no longer ours alone."""
-    mode = os.stat(path).st_mode & 0o777
-    if mode & 0o077:
-        raise ValueError(f"{path} is accessible by group or others (mode {mode:04o}): "
-                         f"run `chmod 600 {path}`")
-    doc = json.loads(Path(path).read_text())
-    key = Keypair(bytes.fromhex(doc["seed"]))
-    if "public_key" in doc and doc["public_key"] != key.public_key.hex():
-        raise ValueError(f"{path}: public_key does not match the seed")
-    return KeyFile(doc["name"], key)

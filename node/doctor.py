@@ -16,7 +16,8 @@ import httpx
 
 from core.genesis import load_genesis
 from core.types import PROTOCOL_VERSION
-from node.config import NodeConfig, load_config, read_key_file
+from node.config import NodeConfig, load_config
+from node.keystore import read_key_info
 
 HTTP_TIMEOUT_S = 3.0
 MAX_CLOCK_OFFSET_S = 1.0  # blocks are 500 ms slots: a clock off by more misplaces them
@@ -174,9 +175,10 @@ def run_checks(config_file: str | None, url: str | None, http: httpx.Client | No
             checks.append(Check("ok", "key", "no key_file: a full node (follows; neither produces nor votes)"))
         else:
             try:
-                key = read_key_file(config.key_file)
+                key = read_key_info(config.key_file)  # no passphrase: doctor never unlocks a key
+                sealed = ", encrypted (passphrase not checked)" if key.encrypted else ", NOT encrypted"
                 checks.append(Check("ok", "key", f"{config.key_file}: {key.name}, public key "
-                                                 f"{key.key.public_key.hex()}"))
+                                                 f"{key.public_key.hex()}{sealed}"))
             except (OSError, ValueError, KeyError) as e:
                 checks.append(Check("fail", "key", f"{config.key_file}: {type(e).__name__}: {e}",
                                     "a producer's key file (python cli.py keys generate), mode 600"))
@@ -256,7 +258,7 @@ def _lag_check(status: dict, peers: list[Answer]) -> Check:
 
 def _producer_checks(http, key, genesis, node: Answer | None, peers: list[Answer]) -> list[Check]:
     """Is the key the one the chain knows this producer by, and is it in the schedule and producing?"""
-    name, public = key.name, key.key.public_key.hex()
+    name, public = key.name, key.public_key.hex()
     bases = [a.url for a in ([node] if node else []) + peers]
     record, listing, source = find_producer(http, bases, name)
     checks = []

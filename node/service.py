@@ -24,7 +24,8 @@ from core import codec
 from core.errors import InvalidBlock, InvalidTx, ProtocolError
 from core.genesis import load_genesis, now_ms
 from core.types import PROTOCOL_VERSION, Block, Tx, Vote
-from node.config import NodeConfig, read_key_file
+from node.config import NodeConfig
+from node.keystore import read_key_file
 from node.equivocation import EquivocationReporter
 from node.health import Health
 from node.mempool import Mempool

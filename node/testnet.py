@@ -23,7 +23,7 @@ import httpx
 
 from core.crypto import Keypair
 from core.devnet import make_devnet
-from node.config import write_key_file
+from node.keystore import write_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN_ID = "testnet"

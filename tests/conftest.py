@@ -14,7 +14,8 @@ import pytest
 from core.crypto import Keypair
 from core.genesis import ChainParams, Genesis, Member, Producer
 from core.types import Tx, make_ticket
-from node.config import NodeConfig, write_key_file
+from node.config import NodeConfig
+from node.keystore import write_key_file
 from node.service import NodeService
 from state import transition as T
 from state.kv import MemoryKV

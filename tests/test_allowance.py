@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from core.errors import InvalidTx
 from core.genesis import DAY_MS, ChainParams, Genesis
 from core.types import MAX_TX_BYTES
-from node.config import NodeConfig, write_key_file
+from node.config import NodeConfig
+from node.keystore import write_key_file
 from node.service import NodeService
 from state import allowance, records
 from state import transition as T

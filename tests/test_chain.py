@@ -11,7 +11,8 @@ import pytest
 from consensus.chain import Chain
 from core.errors import InvalidVote
 from core.types import Tx, Vote
-from node.config import NodeConfig, write_key_file
+from node.config import NodeConfig
+from node.keystore import write_key_file
 from node.service import NodeService
 from state.kv import MemoryKV
 from tests.conftest import CHAIN_ID, make_genesis, make_tx, node_keypair

@@ -17,7 +17,7 @@ from core.crypto import Keypair
 from core.genesis import ChainParams, Genesis, Member, Producer
 from core.types import Tx
 from core.wallet import ApiError, Client, Wallet
-from node.config import write_key_file
+from node.keystore import write_key_file
 from tests.conftest import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,7 +15,8 @@ from core.errors import InvalidTx, InvalidVote
 from core.evidence import Equivocation, SignedHeader
 from core.genesis import Producer
 from core.types import ZERO_HASH, Block, BlockHeader, Hash, Vote
-from node.config import NodeConfig, write_key_file
+from node.config import NodeConfig
+from node.keystore import write_key_file
 from node.service import NodeService
 from p2p.gossip import Peer
 from state import governance

@@ -15,7 +15,7 @@ import pytest
 
 from core.crypto import Keypair
 from core.genesis import ChainParams, Genesis, Member, Producer
-from node.config import write_key_file
+from node.keystore import write_key_file
 from node.health import EXIT_FATAL
 from tests.conftest import wait_until
 from tests.test_e2e_single import ROOT, free_port

@@ -20,7 +20,8 @@ from core import codec
 from core.crypto import Keypair
 from core.genesis import ChainParams, Genesis, Member, Producer
 from core.wallet import Client
-from node.config import NodeConfig, write_key_file
+from node.config import NodeConfig
+from node.keystore import write_key_file
 from node.health import STALL_MARGIN_SLOTS
 from node.service import NodeService
 from state import schema

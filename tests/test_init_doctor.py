@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from cli import cli
 from core.crypto import Keypair
 from core.genesis import DEFAULT_GENESIS, ChainParams, Genesis, Member, Producer
-from node.config import SETTING_HELP, NodeConfig, load_config, write_key_file
+from node.config import SETTING_HELP, NodeConfig, load_config
+from node.keystore import write_key_file
 from node.doctor import Answer, check_disk, compute_clock_offset
 from tests.test_e2e_single import ROOT, free_port
 
@@ -185,3 +186,21 @@ def test_clock_offset_bounds_from_the_date_header_and_the_slot():
     ahead = Answer("u", {"slot": slot + 6}, sent=now - 0.01, received=now + 0.01, date=float(int(now) + 3))
     low, high = compute_clock_offset(ahead, genesis)
     assert low > 1.0  # three seconds ahead: a warning
+
+
+def test_an_encrypted_key_is_checked_without_its_passphrase(node, tmp_path, monkeypatch):
+    """doctor and init read a key file's name and public key only: they never unlock it, so they
+    run where no passphrase is given (a cron job, a fresh shell)."""
+    from node.keystore import CHEAP_FOR_TESTS
+    monkeypatch.delenv("COMMUNITY_CHAIN_PASSPHRASE", raising=False)
+    monkeypatch.delenv("COMMUNITY_CHAIN_PASSPHRASE_FILE", raising=False)
+    tmp, config, url = node
+    write_key_file(tmp / "node" / "sealed.json", "alice", KEYS["alice"], "correct horse", CHEAP_FOR_TESTS)
+    code, lines, output = doctor("--config", variant(tmp, config, "sealed", key_file="sealed.json"))
+    assert code == 0, output
+    [key_line] = [line for line in lines if line.startswith("ok") and line.split()[1] == "key"]
+    assert "encrypted (passphrase not checked)" in key_line
+    assert any(line.split()[:2] == ["ok", "producer"] for line in lines), output
+    r = CliRunner().invoke(cli, ["node", "init", "--dir", str(tmp_path / "n"),
+                                 "--key-file", str(tmp / "node" / "sealed.json")])
+    assert r.exit_code == 0, r.output

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.crypto import Keypair
 from core.errors import ProtocolError
 from node.api import create_app
-from node.config import read_key_file, write_key_file
+from node.keystore import read_key_file, write_key_file
 from node.http import ClientLimits, client_key
 from node.intake import BodyBudget, Intake, IntakeLimits
 from p2p.envelope import RateLimited

@@ -10,7 +10,8 @@ import time
 import p2p.gossip
 from core.errors import InvariantBroken
 from core.genesis import ChainParams, Genesis, Member, Producer
-from node.config import NodeConfig, write_key_file
+from node.config import NodeConfig
+from node.keystore import write_key_file
 from node.health import EXIT_FATAL, MAX_REPEATED_FAILURES
 from node.service import NodeService
 from state.kv import MemoryKV

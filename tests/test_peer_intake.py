@@ -16,7 +16,8 @@ from core.errors import InvalidBlock
 from core.genesis import Genesis, Member, Producer
 from core.types import MAX_BLOCK_BYTES, MAX_BODY_TEXT, Block, BlockHeader, Tx
 from node.api import create_app
-from node.config import NodeConfig, write_key_file
+from node.config import NodeConfig
+from node.keystore import write_key_file
 from node.service import NodeService
 from p2p import envelope
 from p2p.envelope import BAN_SCORE, FAULT_POINTS, SCORE_HALF_LIFE_S, PeerGuard, seal

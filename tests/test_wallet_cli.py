@@ -21,7 +21,7 @@ from core.errors import InvalidTx
 from core.genesis import DEFAULT_DEV_KEYS, load_genesis, now_ms
 from core.types import KINDS, MAX_RULES_CODE_BYTES, Tx, is_ticket_valid
 from core.wallet import ApiError, Client, NodeUnreachable, Wallet
-from node.config import read_key_file, write_key_file
+from node.keystore import read_key_file, write_key_file
 from tests.test_e2e_single import NodeProcess
 from tests.test_vm_hostile_bytecode import COMPILE_BOMB
 
@@ -203,18 +203,20 @@ def test_closed_port_raises_node_unreachable():
 
 # ------------------------------------------------------------------------------ keys and devnets
 def test_keys_generate_writes_a_private_file_that_round_trips(tmp_path):
+    """A --plain key file (test keys; encrypted ones: tests/test_keystore.py)."""
     out = tmp_path / "k" / "alice.json"
-    r = CliRunner().invoke(cli, ["keys", "generate", "--name", "alice", "--out", str(out)])
+    r = CliRunner().invoke(cli, ["keys", "generate", "--name", "alice", "--out", str(out), "--plain"])
     assert r.exit_code == 0, r.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     kf = read_key_file(out)
-    assert kf.name == "alice" and json.loads(r.output)["public_key"] == kf.key.public_key.hex()
+    assert kf.name == "alice" and json.loads(r.stdout)["public_key"] == kf.key.public_key.hex()
     shown = CliRunner().invoke(cli, ["keys", "show", str(out)])
     assert shown.exit_code == 0 and kf.key.seed.hex() not in shown.output
-    assert json.loads(shown.output) == {"name": "alice", "public_key": kf.key.public_key.hex()}
-    with_seed = json.loads(CliRunner().invoke(cli, ["keys", "show", str(out), "--seed"]).output)
+    assert json.loads(shown.output) == {"name": "alice", "public_key": kf.key.public_key.hex(),
+                                        "encrypted": False}
+    with_seed = json.loads(CliRunner().invoke(cli, ["keys", "show", str(out), "--seed"]).stdout)
     assert Keypair(bytes.fromhex(with_seed["seed"])).public_key == kf.key.public_key
-    again = CliRunner().invoke(cli, ["keys", "generate", "--name", "alice", "--out", str(out)])
+    again = CliRunner().invoke(cli, ["keys", "generate", "--name", "alice", "--out", str(out), "--plain"])
     assert again.exit_code == 2 and read_key_file(out).key.seed == kf.key.seed
 
 
