@@ -9,7 +9,8 @@ the figures are:
 - joining from the snapshot: `node snapshot create` (download), `node snapshot restore` (check and
   write), then the node process catching up the blocks after the snapshot;
 - the snapshot: its file size and the commitment walk's time (chunks written as it goes);
-- disk: the archive's data dir against a copy pruned to `retain` blocks, both compacted, per 1M txs.
+- disk: the live entries of the archive against those of a copy pruned to `retain` blocks, each
+  compacted on a fresh copy (`_live_size`), per 1M txs.
 The raw Ed25519 verify rate is measured in the same run: a join from genesis is bound by it.
 """
 import json
@@ -99,8 +100,8 @@ def _join(args: list[str], port: int, target: int, log, timeout_s: float) -> flo
         proc.wait(20)
 
 
-def _prune_copy(src: str, dst: str, genesis, retain: int) -> int:
-    """A copy of the archive pruned as a node with `retain_blocks` would be, compacted; its bytes."""
+def _prune_copy(src: str, dst: str, genesis, retain: int) -> None:
+    """A copy of the archive pruned as a node with `retain_blocks` would be."""
     from consensus.chain import Chain
     from node.pruning import Pruner
     from node.store import LevelDBStore
@@ -112,17 +113,30 @@ def _prune_copy(src: str, dst: str, genesis, retain: int) -> int:
     pruner = Pruner(kv, chain, retain)
     while pruner.prune(chain.final_height):
         pass
-    kv.compact()
     kv.close()
-    return _du(os.path.join(dst, "chain.ldb"))
 
 
-def _compacted_size(path: str) -> int:
+def _live_size(path: str) -> int:
+    """Bytes of a store's live entries, compacted, measured on a fresh copy of them. LevelDB
+    reclaims deleted entries as its compactions pass over them, which a manual compaction of a
+    store whose data sits in its bottom level does not force (measured at 300k txs: pruned in
+    place and compacted, 59.4 MB; its live entries copied and compacted, 41.3 MB)."""
     from node.store import LevelDBStore
-    kv = LevelDBStore(path)
-    kv.compact()
-    kv.close()
-    return _du(path)
+    fresh = path + ".live"
+    src, dst = LevelDBStore(path), LevelDBStore(fresh)
+    batch = {}
+    for key, value in src.scan(b""):
+        batch[key] = value
+        if len(batch) >= 100_000:
+            dst.write(batch, durable=False)
+            batch = {}
+    dst.write(batch)
+    dst.compact()
+    src.close()
+    dst.close()
+    size = _du(fresh)
+    shutil.rmtree(fresh)
+    return size
 
 
 def bench_snapshot(n_txs: int, members: int = 20_000, retain: int = 100, port: int = 18600) -> dict:
@@ -143,8 +157,9 @@ def bench_snapshot(n_txs: int, members: int = 20_000, retain: int = 100, port: i
         figures["build_tx_per_s"] = round(n_txs / built["build_s"])
         figures["final_height"] = built["final_height"]
         figures["snapshot_walk_s"] = round(built["walk_s"], 2)
-        figures["archive_disk_mb"] = round(_compacted_size(os.path.join(archive, "chain.ldb")) / 1e6, 1)
-        figures["pruned_disk_mb"] = round(_prune_copy(archive, os.path.join(tmp, "pruned"), genesis, retain) / 1e6, 1)
+        figures["archive_disk_mb"] = round(_live_size(os.path.join(archive, "chain.ldb")) / 1e6, 1)
+        _prune_copy(archive, os.path.join(tmp, "pruned"), genesis, retain)
+        figures["pruned_disk_mb"] = round(_live_size(os.path.join(tmp, "pruned", "chain.ldb")) / 1e6, 1)
         figures["pruned_retain_blocks"] = retain
         per_m = 1_000_000 / n_txs
         figures["archive_disk_mb_per_1m_txs"] = round(figures["archive_disk_mb"] * per_m, 1)
