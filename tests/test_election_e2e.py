@@ -14,7 +14,7 @@ from core.wallet import Client, Wallet
 from node import testnet
 from node.testnet import CHAIN_ID, free_port_range, prepare
 from p2p.envelope import seal
-from tests.test_multinode import assert_same_final_chain, block, evidence, finals, wait_until
+from tests.test_multinode import assert_same_final_chain, block, evidence, finals, wait_all_in_office, wait_until
 
 VALIDATORS = 3
 CANDIDATE = VALIDATORS  # index of the standby node, and of its member in dev-keys.json
@@ -75,6 +75,7 @@ def test_a_node_reports_a_double_proposal_and_the_producer_leaves_the_next_sched
     try:
         net.start_all()
         wait_until(lambda: min(finals(net, everyone)) >= 2, 30, "finality on all")
+        wait_all_in_office(net, [w.name for w in wallets[:validators]], 8, 300)
 
         def cheat_caught() -> bool:
             head = block(net, witness, "head")

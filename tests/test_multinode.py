@@ -47,6 +47,18 @@ def finals(net, indices) -> list[int]:
     return [final_height(net, i) for i in indices]
 
 
+def wait_all_in_office(net, names, epoch_slots: int, slot_ms: int) -> None:
+    """Wait until the schedule that judged epoch 1 (elected for epoch 4) is in force with every
+    one of `names` and nobody jailed. Only epoch 0 goes unjudged, so on short test epochs a
+    validator whose process came up late on a busy machine is jailed at start; it sends `unjail`
+    and is seated again. Tests that need all producers in office start from here."""
+    def all_in_office():
+        st = net.status(0)
+        return (st["slot"] // epoch_slots >= 4 and sorted(st["schedule"]) == sorted(names)
+                and not net.client.get(f"{net.urls[0]}/v1/producers").json()["jailed"])
+    wait_until(all_in_office, 20 * epoch_slots * slot_ms / 1000, "all producers in office")
+
+
 def block(net, i, height) -> dict:
     return net.client.get(f"{net.urls[i]}/v1/blocks/{height}").json()
 

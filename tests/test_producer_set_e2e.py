@@ -10,7 +10,7 @@ from core.crypto import Keypair
 from core.wallet import Client, Wallet
 from node import testnet
 from node.testnet import CHAIN_ID, free_port_range, prepare
-from tests.test_multinode import assert_same_final_chain, finals, wait_until
+from tests.test_multinode import assert_same_final_chain, finals, wait_all_in_office, wait_until
 
 VALIDATORS = 4
 SLOT_MS = 300
@@ -94,17 +94,7 @@ def test_a_silent_producer_is_jailed_and_returns_when_its_node_is_back(tmp_path)
     try:
         net.start_all()
         wait_until(lambda: min(finals(net, range(VALIDATORS))) >= 2, 30, "finality on all")
-        # only epoch 0 goes unjudged, and with 8-slot epochs a validator whose process came up
-        # late on a busy machine missed the first judged one and was jailed: it sends `unjail`
-        # and is seated again; the test starts from all four in office once the schedule that
-        # epoch 1's judgment elected (for epoch 4) is in force
-        names = sorted(w.name for w in wallets(tmp_path)[:VALIDATORS])
-
-        def all_in_office():
-            st = net.status(0)
-            return (st["slot"] // EPOCH >= 4 and sorted(st["schedule"]) == names
-                    and not net.client.get(f"{net.urls[0]}/v1/producers").json()["jailed"])
-        wait_until(all_in_office, 20 * EPOCH * SLOT_MS / 1000, "all four producers in office")
+        wait_all_in_office(net, [w.name for w in wallets(tmp_path)[:VALIDATORS]], EPOCH, SLOT_MS)
         net.kill9(VALIDATORS - 1)
         killed_at, killed_slot = max(finals(net, others)), net.status(0)["slot"]
         # judged on a whole epoch without its blocks, out from the election two epochs later
