@@ -345,10 +345,8 @@ class Chain:
         parent = self.head()
         # a parent from a producer further ahead in finality than us already claims a higher one
         final_height = max(self.final_height, parent.header.final_height)
-        attested = self.last_attested(parent)
-        due = [h for h in (snapshot_roots or {}) if attested < h <= self.final_height]
-        snap_height = max(due, default=0)
-        snap_root = snapshot_roots[snap_height] if snap_height else types.ZERO_HASH
+        snap_height, snap_root = snapshot.compute_attestation(
+            snapshot_roots or {}, snapshot.get_last_attested(parent.layer), self.final_height)
         header_ctx = BlockHeader(self.genesis.chain_id, parent.height + 1, parent.id, slot,
                                  self.genesis.slot_start_ms(slot), producer, types.ZERO_HASH,
                                  types.ZERO_HASH, final_height, snap_height, snap_root)
@@ -377,12 +375,6 @@ class Chain:
                              types.merkle_root([t.id for t in included]), types.Hash(root),
                              final_height, snap_height, snap_root)
         return Block.create(key, header, tuple(included)), layer, rejected
-
-    @staticmethod
-    def last_attested(node: BlockNode) -> int:
-        """The newest snapshot height attested on `node`'s chain (0: none)."""
-        raw = node.layer.get(schema.SNAPSHOT_ATTESTED)
-        return 0 if raw is None else msgpack.unpackb(raw)
 
     # ------------------------------------------------------------------ votes and finality
     def should_vote(self, node: BlockNode, last_vote_slot: int) -> bool:

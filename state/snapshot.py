@@ -21,7 +21,7 @@ import msgpack
 
 from core import codec
 from core.errors import InvalidBlock, ProtocolError
-from core.types import Hash, merkle_root
+from core.types import ZERO_HASH, Hash, merkle_root
 from state import schema
 
 # disjoint and in key order, so scanning them one after the other yields the keys in order
@@ -95,6 +95,19 @@ def decode_chunk(raw: bytes, after: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def get_last_attested(view) -> int:
+    """The newest snapshot height attested on the chain of `view` (0: none)."""
+    raw = view.get(schema.SNAPSHOT_ATTESTED)
+    return 0 if raw is None else msgpack.unpackb(raw)
+
+
+def compute_attestation(roots: dict[int, Hash], last_attested: int, final_height: int) -> tuple[int, Hash]:
+    """What a producer attests: the newest of its commitments (`roots`, height -> root) above the
+    last attested and at most its final height; (0, zero hash) if none is."""
+    due = [h for h in roots if last_attested < h <= final_height]
+    return (max(due), roots[max(due)]) if due else (0, ZERO_HASH)
+
+
 def process_attestation(layer, snapshot_height: int, interval: int) -> None:
     """A block attesting a snapshot (its header's `snapshot_height` above 0) names a snapshot
     height later than the last one attested on its chain (so each is attested at most once and
@@ -108,8 +121,7 @@ def process_attestation(layer, snapshot_height: int, interval: int) -> None:
         raise InvalidBlock("bad_snapshot", f"{snapshot_height} is not a snapshot height "
                                            f"(a multiple of {interval})")
     # attestations go forward: one per snapshot height at most
-    raw = layer.get(schema.SNAPSHOT_ATTESTED)
-    last = 0 if raw is None else msgpack.unpackb(raw)
+    last = get_last_attested(layer)
     if snapshot_height <= last:
         raise InvalidBlock("bad_snapshot", f"snapshot {snapshot_height} is not after the last "
                                            f"attested one ({last})")
